@@ -1,0 +1,83 @@
+"""Turning image crops into the tensor a model expects, exactly as its metadata says.
+
+Training and the runtime both call :func:`to_tensor`, so an exported model can never be fed
+differently from how it was trained (the commonest complaint in anomaly-detection trackers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .metadata import ModelMetadata
+
+
+def _convert_colour(crop_bgr: np.ndarray, order: str) -> np.ndarray:
+    if crop_bgr.ndim == 2:
+        crop_bgr = cv2.cvtColor(crop_bgr, cv2.COLOR_GRAY2BGR)
+    if order == "RGB":
+        return cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
+    if order == "GRAY":
+        return cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)[:, :, None]
+    return crop_bgr
+
+
+def resize_to_input(crop_bgr: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """Resize a BGR crop to the model's input size (area interpolation when shrinking)."""
+    size = (meta.input_width_px, meta.input_height_px)
+    if crop_bgr.shape[1] == size[0] and crop_bgr.shape[0] == size[1]:
+        return crop_bgr
+    shrinking = crop_bgr.shape[1] > size[0] or crop_bgr.shape[0] > size[1]
+    return cv2.resize(crop_bgr, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def to_tensor(crops_bgr: Sequence[np.ndarray], meta: ModelMetadata) -> np.ndarray:
+    """Stack BGR uint8 crops (any size) into one float32 batch in the model's layout."""
+    channels = meta.channels
+    batch = np.empty((len(crops_bgr), meta.input_height_px, meta.input_width_px, channels), np.float32)
+    mean = np.asarray(meta.mean, np.float32)
+    inv_std = 1.0 / np.asarray(meta.std, np.float32)
+    for i, crop in enumerate(crops_bgr):
+        pixels = _convert_colour(resize_to_input(crop, meta), meta.color_order)
+        np.multiply(pixels, np.float32(meta.scale), out=batch[i], casting="unsafe")
+    batch -= mean
+    batch *= inv_std
+    if meta.layout == "NCHW":
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    return batch
+
+
+def tile_origins(length_px: int, tile_px: int, stride_px: int) -> list[int]:
+    """Start offsets of overlapping tiles covering ``length_px``; the last tile is flush with the end."""
+    if length_px <= tile_px:
+        return [0]
+    starts = list(range(0, length_px - tile_px + 1, stride_px))
+    if starts[-1] != length_px - tile_px:
+        starts.append(length_px - tile_px)
+    return starts
+
+
+def iter_tiles(crop: np.ndarray, meta: ModelMetadata) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield (row, col, tile) over a crop at native resolution, for tiled models."""
+    ys = tile_origins(crop.shape[0], meta.tile_size_px, meta.tile_stride_px)
+    xs = tile_origins(crop.shape[1], meta.tile_size_px, meta.tile_stride_px)
+    for row, y in enumerate(ys):
+        for col, x in enumerate(xs):
+            yield row, col, crop[y : y + meta.tile_size_px, x : x + meta.tile_size_px]
+
+
+def scores_from_output(output: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """Defect score per batch row from the model's raw output: 1 - P(good), or the sigmoid."""
+    out = np.asarray(output, np.float64).reshape(output.shape[0], -1)
+    if meta.output == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-out[:, 0]))
+    if meta.output == "logits":
+        shifted = out - out.max(axis=1, keepdims=True)
+        probs = np.exp(shifted)
+        probs /= probs.sum(axis=1, keepdims=True)
+    else:
+        probs = out
+    good = meta.labels.index(meta.good_label)
+    return np.clip(1.0 - probs[:, good], 0.0, 1.0)

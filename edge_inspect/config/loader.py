@@ -1,0 +1,93 @@
+"""Reading a config file into :class:`AppConfig`, with errors that name the key and the problem."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from .models import AppConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+"""The checkout the package runs from; the embedded default's relative paths resolve here."""
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.toml")
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in {"replay", "opencv", "picamera2", "simulated", "gpiozero", "jetson", "software"}:
+            # pydantic puts the discriminator value in the path: drop it, the user never wrote it
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line: the first problem's key and message, and how many more there are."""
+    problems = error.errors()
+    first = problems[0]
+    key = _format_location(tuple(first["loc"]))
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see the README's config reference)"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return f"{key}: {message}{more}"
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Make the file paths a config names relative to ``base_dir`` (the config file's folder)."""
+    for section, key in (("source", "path"), ("model", "path")):
+        value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            raw[section][key] = str(base_dir / value)
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> AppConfig:
+    """Validate a parsed config tree; raise ConfigError naming the first bad key."""
+    if base_dir is not None:
+        raw = _resolve_paths(raw, base_dir)
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
+
+
+def parse_toml(text: str, origin: str) -> dict[str, Any]:
+    """Parse TOML text; raise ConfigError with the line of the syntax error."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{origin}: not valid TOML: {error}") from None
+
+
+def load_config(path: Path | None = None) -> AppConfig:
+    """Load ``path``, or the embedded default (replay of sample_images/, shipped model, simulated reject)."""
+    if path is None:
+        raw = parse_toml(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"), "embedded default config")
+        return config_from_dict(raw, PROJECT_ROOT)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    raw = parse_toml(text, str(path))
+    try:
+        return config_from_dict(raw, path.resolve().parent)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
