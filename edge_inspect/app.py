@@ -1,0 +1,70 @@
+"""Wiring: from a validated config to a ready Inspector with its devices. No policy lives here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .classify import OnnxClassifier, load_classifier
+from .config.models import AppConfig
+from .outputs import DigitalOutput, create_output
+from .pipeline import Inspector
+from .sources import FrameSource, create_source
+from .triggers import TriggerInput, create_trigger
+
+
+@dataclass
+class Devices:
+    """The hardware (or its stand-ins) a config describes, opened and in their safe state."""
+
+    source: FrameSource
+    classifier: OnnxClassifier
+    reject: DigitalOutput
+    ready: DigitalOutput | None
+    alarm: DigitalOutput | None
+    trigger: TriggerInput | None
+
+    def close(self) -> None:
+        for output in (self.reject, self.ready, self.alarm):
+            if output is not None:
+                output.close()
+        if self.trigger is not None:
+            self.trigger.close()
+        self.source.close()
+
+
+@contextlib.contextmanager
+def open_devices(config: AppConfig) -> Iterator[Devices]:
+    """Load the model first (cheapest to get wrong), then outputs (safe state), then the camera."""
+    stack = contextlib.ExitStack()
+    with stack:
+        classifier = load_classifier(config.model)
+        reject = stack.enter_context(create_output(config.outputs.reject, "reject"))
+        reject.set(False)
+        ready = alarm = None
+        if config.outputs.ready is not None:
+            ready = stack.enter_context(create_output(config.outputs.ready, "ready"))
+            ready.set(False)
+        if config.outputs.alarm is not None:
+            alarm = stack.enter_context(create_output(config.outputs.alarm, "alarm"))
+            alarm.set(False)
+        trigger = None
+        if config.trigger.mode == "triggered" and config.trigger.input is not None:
+            trigger = stack.enter_context(create_trigger(config.trigger.input))
+        source = create_source(config.source)
+        source.open()
+        stack.callback(source.close)
+        yield Devices(source, classifier, reject, ready, alarm, trigger)
+
+
+def build_inspector(config: AppConfig, devices: Devices) -> Inspector:
+    return Inspector(
+        config,
+        source=devices.source,
+        classifier=devices.classifier,
+        reject=devices.reject,
+        ready=devices.ready,
+        alarm=devices.alarm,
+        trigger=devices.trigger,
+    )

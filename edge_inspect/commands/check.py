@@ -1,0 +1,147 @@
+"""``edge-inspect check``: can this box run this config? Loads everything, measures, prints PASS/FAIL."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..classify import OnnxClassifier, Region, load_classifier
+from ..config import AppConfig, load_config
+from ..errors import EdgeInspectError
+from ..outputs import create_output
+from ..sources import Frame, create_source
+from ..stats import percentile_summary
+from ..triggers import create_trigger
+
+Row = tuple[str, bool, str]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("check", help="load config, model and devices; measure latency; PASS/FAIL")
+    parser.add_argument("--config", type=Path, help="config file (TOML); default: the embedded demo")
+    parser.add_argument("--runs", type=int, default=100, help="inferences timed for the latency figures")
+    parser.set_defaults(func=run)
+
+
+def _attempt(name: str, action: Callable[[], str]) -> Row:
+    try:
+        return (name, True, action())
+    except EdgeInspectError as error:
+        return (name, False, str(error))
+
+
+def _check_outputs(config: AppConfig) -> list[Row]:
+    rows = []
+    for name in ("reject", "ready", "alarm"):
+        output_config = getattr(config.outputs, name)
+        if output_config is None:
+            continue
+
+        def probe(oc: object = output_config, n: str = name) -> str:
+            with create_output(oc, n) as output:
+                output.set(False)
+            return f"{oc.type} output opened, left inactive"  # type: ignore[attr-defined]
+
+        rows.append(_attempt(f"{name} output", probe))
+    return rows
+
+
+def _grab_frames(config: AppConfig, count: int) -> list[Frame]:
+    source = create_source(config.source)
+    frames: list[Frame] = []
+    with source:
+        deadline = time.monotonic() + 5.0
+        while len(frames) < count and time.monotonic() < deadline:
+            frame = source.read(timeout_s=1.0)
+            if frame is not None:
+                frames.append(frame)
+    if not frames:
+        raise EdgeInspectError("camera opened but delivered no frame within 5 s")
+    return frames
+
+
+def _regions(config: AppConfig, frame: Frame) -> list[Region]:
+    height, width = frame.image.shape[:2]
+    regions = [Region(r.name, r.x_px, r.y_px, r.width_px, r.height_px) for r in config.inspection.regions]
+    for r in regions:
+        if r.x_px + r.width_px > width or r.y_px + r.height_px > height:
+            raise EdgeInspectError(f"region {r.name!r} extends past the {width}x{height} frame")
+    return regions
+
+
+def _latency_row(config: AppConfig, classifier: OnnxClassifier, frames: list[Frame], runs: int) -> Row:
+    regions = _regions(config, frames[0])
+    timings_ms = []
+    for i in range(runs):
+        start = time.perf_counter()
+        classifier.classify(frames[i % len(frames)].image, regions)
+        timings_ms.append((time.perf_counter() - start) * 1000.0)
+    summary = percentile_summary(np.asarray(timings_ms))
+    budget_ms = config.line.latency_budget_s * 1000.0
+    assert summary.p50_ms is not None and summary.p99_ms is not None
+    ok = summary.p99_ms < budget_ms
+    detail = (
+        f"p50 {summary.p50_ms:.2f} ms, p99 {summary.p99_ms:.2f} ms over {runs} runs; "
+        f"budget {budget_ms:.1f} ms ({'within' if ok else 'EXCEEDED'})"
+    )
+    return ("inference latency", ok, detail)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)  # ConfigError -> exit 2 before any table
+    rows: list[Row] = [("config", True, str(args.config or "embedded default"))]
+    classifier: list[OnnxClassifier] = []
+
+    def load_model() -> str:
+        classifier.append(load_classifier(config.model))
+        meta = classifier[0].metadata
+        probes = len(meta.selftest_probes)
+        return (
+            f"{meta.model_name} {meta.model_version}, threshold {meta.threshold:.3f}, "
+            f"self-test {'passed (' + str(probes) + ' probes)' if probes else 'absent'}, "
+            f"providers {', '.join(classifier[0].providers)}"
+        )
+
+    rows.append(_attempt("model", load_model))
+    rows.extend(_check_outputs(config))
+    if config.trigger.mode == "triggered" and config.trigger.input is not None:
+        trigger_config = config.trigger.input
+
+        def probe_trigger() -> str:
+            with create_trigger(trigger_config):
+                return f"{trigger_config.type} trigger input opened"
+
+        rows.append(_attempt("trigger input", probe_trigger))
+    frames: list[Frame] = []
+
+    def open_camera() -> str:
+        frames.extend(_grab_frames(config, 20))
+        height, width = frames[0].image.shape[:2]
+        return f"{config.source.type}: {len(frames)} frame(s) of {width}x{height}"
+
+    rows.append(_attempt("camera", open_camera))
+    if classifier and frames:
+        rows.append(_attempt_row(lambda: _latency_row(config, classifier[0], frames, max(args.runs, 10))))
+    else:
+        rows.append(("inference latency", False, "skipped: needs the model and the camera"))
+    _print_table(rows)
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def _attempt_row(action: Callable[[], Row]) -> Row:
+    try:
+        return action()
+    except EdgeInspectError as error:
+        return ("inference latency", False, str(error))
+
+
+def _print_table(rows: list[Row]) -> None:
+    width = max(len(name) for name, _, _ in rows)
+    for name, ok, detail in rows:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
+    failed = sum(1 for _, ok, _ in rows if not ok)
+    print(f"checks: {len(rows) - failed} PASS, {failed} FAIL")

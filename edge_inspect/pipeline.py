@@ -1,0 +1,564 @@
+"""The inspection loop: capture -> classify -> decide -> timed reject, in three threads.
+
+- capture: reads frames, turns frames (free run) or trigger edges (triggered) into parts, puts each on
+  the part tracker and offers it to the bounded inference queue;
+- inference: classifies each part's regions unless its deadline already passed, posts the decision;
+- actuator: at each part's fire time resolves it (verdict in time, or fail-safe), pulses the reject
+  line, drives READY/ALARM, and publishes the final :class:`PartResult` to the event bus.
+
+None of them does disk or network I/O, and none waits on a consumer: consumers subscribe to the bus
+and get their own bounded queue (see :mod:`edge_inspect.bus`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .bus import EventBus, Subscription
+from .classify import Region
+from .classify.base import Classifier
+from .config.models import AppConfig
+from .decision import decide, extend_pulse, is_defect, resolve
+from .errors import CameraError, OutputError
+from .events import (
+    FailsafeReason,
+    PartResult,
+    RegionResult,
+    RunState,
+    StatusSnapshot,
+    Verdict,
+)
+from .outputs.base import DigitalOutput
+from .sources.base import Frame, FrameSource
+from .stats import PartCounters
+from .tracking import PartTracker, TrackedPart, TriggerMatch, TriggerMatcher
+from .triggers.base import TriggerInput
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class RateLimitedLog:
+    """Logs a repeating problem at most once per ``interval_s``, with how many were suppressed."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= self.interval_s:
+            extra = self._suppressed.pop(key, 0)
+            log.warning("%s%s", message, f" ({extra} similar suppressed)" if extra else "")
+            self._last[key] = now
+        else:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+
+@dataclass(frozen=True)
+class _Job:
+    part_id: int
+    frame: Frame
+    deadline_ts_s: float
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """The newest classified frame with its region results, for the operator's screen."""
+
+    frame: Frame
+    regions: tuple[RegionResult, ...]
+    verdict: Verdict
+
+
+class Inspector:
+    """Runs the inspection loop over injected devices (see docs/ARCHITECTURE.md for the contract)."""
+
+    CAMERA_RETRY_MAX_S = 5.0
+    FAULT_AFTER_CLASSIFIER_ERRORS = 5
+
+    def __init__(
+        self,
+        config: AppConfig,
+        *,
+        source: FrameSource,
+        classifier: Classifier,
+        reject: DigitalOutput,
+        ready: DigitalOutput | None = None,
+        alarm: DigitalOutput | None = None,
+        trigger: TriggerInput | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self._classifier = classifier
+        self.reject = reject
+        self.ready = ready
+        self.alarm = alarm
+        self.trigger = trigger
+        self._clock = clock
+        self.run_id = uuid.uuid4().hex[:8]
+        self.bus: EventBus[PartResult] = EventBus()
+        self.counters = PartCounters()
+        self._threshold = config.model.threshold if config.model.threshold is not None else classifier.threshold
+        self._regions = [
+            Region(r.name, r.x_px, r.y_px, r.width_px, r.height_px) for r in config.inspection.regions
+        ]
+        self._tracker = PartTracker(config.line.travel_delay_s, config.line.latency_budget_s)
+        self._matcher = TriggerMatcher(config.trigger.max_frame_offset_ms / 1000.0)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.inspection.inference_queue_parts)
+        self._triggers: queue.SimpleQueue[float] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._state = RunState.STOPPED
+        self._fault_reason: str | None = None
+        self._fault_sources: dict[str, str] = {}
+        self._next_part_id = 1
+        self._max_parts: int | None = None
+        self._accepting = threading.Event()
+        self._running = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pulse_until_ts_s: float | None = None
+        self._next_heartbeat_ts_s = 0.0
+        self._heartbeat_level = False
+        self._live: LiveView | None = None
+        self._latest_frame: Frame | None = None
+        self._consecutive_classifier_errors = 0
+        self._started_ts_s = clock()
+        self._problems = RateLimitedLog()
+        self.parts_started = 0
+        self.parts_finished = 0
+        self._all_done = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, max_parts: int | None = None) -> None:
+        """Start the threads; with ``max_parts`` capture stops after that many parts."""
+        if self._running.is_set():
+            return
+        self._max_parts = max_parts
+        self._all_done.clear()
+        self._state = RunState.STARTING
+        self._running.set()
+        self._accepting.set()
+        if self.trigger is not None and self.config.trigger.mode == "triggered":
+            self.trigger.start(self._on_trigger_edge)
+        self._threads = [
+            threading.Thread(target=self._capture_loop, name="ei-capture", daemon=True),
+            threading.Thread(target=self._inference_loop, name="ei-inference", daemon=True),
+            threading.Thread(target=self._actuator_loop, name="ei-actuator", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, drain_timeout_s: float | None = None) -> None:
+        """Stop taking parts, let parts in flight reach the diverter, then leave outputs safe."""
+        if not self._running.is_set():
+            self._safe_outputs()
+            return
+        self._accepting.clear()
+        timeout = drain_timeout_s if drain_timeout_s is not None else self.config.line.travel_delay_s + 2.0
+        self._all_done.wait(timeout)
+        self._running.clear()
+        with self._cond:
+            self._cond.notify_all()
+        try:
+            self._jobs.put_nowait(None)
+        except queue.Full:
+            pass
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        self._threads = []
+        if self.trigger is not None:
+            self.trigger.close()
+        # Parts that could not drain in time get the fail-safe verdict, never a silent pass.
+        now = float("inf")
+        with self._cond:
+            leftovers = list(self._tracker.pop_due(now))
+        for part in leftovers:
+            self._finish(part, self._clock(), forced_reason=FailsafeReason.STOPPED, fire=False)
+        self._safe_outputs()
+        if self._state is not RunState.FAULT:
+            self._state = RunState.STOPPED
+
+    def close(self) -> None:
+        """Stop, then release every device."""
+        self.stop()
+        for device in (self.reject, self.ready, self.alarm):
+            if device is not None:
+                try:
+                    device.close()
+                except OutputError as error:
+                    log.error("closing %s: %s", device.name, error)
+        self.source.close()
+
+    def __enter__(self) -> Inspector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_until_done(self, timeout_s: float | None = None) -> bool:
+        """With ``max_parts``: block until every part has been resolved at the diverter."""
+        return self._all_done.wait(timeout_s)
+
+    # ------------------------------------------------------------------ public controls
+
+    @property
+    def classifier(self) -> Classifier:
+        return self._classifier
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def set_threshold(self, value: float) -> float:
+        """Change the decision threshold at run time; returns the old one."""
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"threshold {value} is outside 0..1")
+        old, self._threshold = self._threshold, value
+        return old
+
+    def swap_classifier(self, classifier: Classifier, adopt_threshold: bool = True) -> None:
+        """Use another (already loaded and self-tested) classifier from the next part on."""
+        self._classifier = classifier
+        if adopt_threshold:
+            self._threshold = classifier.threshold
+
+    def subscribe(self, name: str, max_items: int | None = None) -> Subscription[PartResult]:
+        return self.bus.subscribe(name, max_items or self.config.inspection.event_queue_items)
+
+    def software_trigger(self, edge_ts_s: float | None = None) -> None:
+        self._on_trigger_edge(self._clock() if edge_ts_s is None else edge_ts_s)
+
+    def reset_counters(self) -> None:
+        self.counters = PartCounters()
+
+    def latest_frame(self) -> Frame | None:
+        return self._latest_frame
+
+    def live_view(self) -> LiveView | None:
+        return self._live
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    def status(self) -> StatusSnapshot:
+        now = self._clock()
+        counters = self.counters
+        latency, rate = counters.recent(now)
+        meta = self._classifier.metadata
+        return StatusSnapshot(
+            state=self._state,
+            fault_reason=self._fault_reason,
+            inspected=counters.inspected,
+            good=counters.good,
+            defect=counters.defect,
+            failsafe=counters.failsafe,
+            rejected=counters.rejected,
+            missed_deadlines=counters.missed(FailsafeReason.DEADLINE),
+            missed_triggers=counters.missed(FailsafeReason.MISSED_TRIGGER),
+            classifier_errors=counters.classifier_errors,
+            dropped=self.dropped(),
+            failsafe_reasons=dict(counters.failsafe_reasons),
+            yield_percent=counters.yield_percent(),
+            parts_per_minute=rate,
+            latency=latency,
+            model_name=meta.model_name,
+            model_version=meta.model_version,
+            threshold=self._threshold,
+            uptime_s=now - self._started_ts_s,
+        )
+
+    def dropped(self) -> dict[str, int]:
+        dropped = self.bus.dropped()
+        skipped = getattr(self.source, "frames_skipped", None)
+        if skipped is not None:
+            dropped["camera_frames"] = int(skipped)
+        return dropped
+
+    # ------------------------------------------------------------------ faults
+
+    def _raise_fault(self, key: str, reason: str) -> None:
+        self._fault_sources[key] = reason
+        self._fault_reason = "; ".join(self._fault_sources.values())
+        if self._state is not RunState.FAULT:
+            log.error("FAULT: %s", reason)
+        self._state = RunState.FAULT
+        self._write_quietly(self.alarm, True)
+        self._write_quietly(self.ready, False)
+
+    def _clear_fault(self, key: str) -> None:
+        if self._fault_sources.pop(key, None) is None:
+            return
+        log.warning("recovered: %s", key)
+        self._fault_reason = "; ".join(self._fault_sources.values()) or None
+        if not self._fault_sources and self._running.is_set():
+            self._state = RunState.RUNNING
+            self._write_quietly(self.alarm, False)
+            self._write_quietly(self.ready, True)
+
+    def _write_quietly(self, output: DigitalOutput | None, active: bool) -> None:
+        if output is None:
+            return
+        try:
+            output.set(active)
+        except OutputError as error:
+            self._problems.warning(f"write-{output.name}", f"{output.name} output: {error}")
+
+    def _safe_outputs(self) -> None:
+        for output in (self.reject, self.ready):
+            self._write_quietly(output, False)
+
+    # ------------------------------------------------------------------ capture thread
+
+    def _on_trigger_edge(self, edge_ts_s: float) -> None:
+        self._triggers.put(edge_ts_s)
+
+    def _capture_loop(self) -> None:
+        retry_s = 0.5
+        is_open = True
+        self._state = RunState.RUNNING
+        self._write_quietly(self.ready, True)
+        while self._running.is_set():
+            if not is_open:
+                is_open = self._reopen_camera()
+                if not is_open:
+                    self._drain_triggers(self._clock(), camera_ok=False)
+                    self._sleep_while_running(retry_s)
+                    retry_s = min(retry_s * 2, self.CAMERA_RETRY_MAX_S)
+                    continue
+                retry_s = 0.5
+            try:
+                frame = self.source.read(timeout_s=0.2)
+            except CameraError as error:
+                self._raise_fault("camera", f"camera: {error}")
+                self.source.close()
+                is_open = False
+                continue
+            now = self._clock()
+            if frame is None:
+                self._drain_triggers(now, camera_ok=True)
+                continue
+            self._latest_frame = frame
+            self._clear_fault("camera")
+            if not self._accepting.is_set():
+                continue
+            if self.config.trigger.mode == "free_run":
+                if frame.sequence % self.config.trigger.every_nth_frame == 0:
+                    self._new_part(frame.capture_ts_s, frame, None)
+            else:
+                self._drain_triggers(now, camera_ok=True)
+                for match in self._matcher.add_frame(frame):
+                    self._part_from_match(match)
+
+    def _sleep_while_running(self, seconds: float) -> None:
+        """Back off without delaying shutdown, settling trigger edges that arrive meanwhile."""
+        end = self._clock() + seconds
+        while self._running.is_set() and self._clock() < end:
+            time.sleep(0.05)
+            self._drain_triggers(self._clock(), camera_ok=False)
+
+    def _reopen_camera(self) -> bool:
+        try:
+            self.source.open()
+        except CameraError as error:
+            self._problems.warning("camera-open", f"camera still unavailable: {error}")
+            return False
+        return True
+
+    def _drain_triggers(self, now: float, camera_ok: bool) -> None:
+        while True:
+            try:
+                edge = self._triggers.get_nowait()
+            except queue.Empty:
+                break
+            if self._accepting.is_set():
+                self._matcher.add_trigger(edge)
+        reason = None if camera_ok else FailsafeReason.CAMERA_FAULT
+        for match in self._matcher.expire(now):
+            self._part_from_match(match, reason)
+
+    def _part_from_match(self, match: TriggerMatch, reason: FailsafeReason | None = None) -> None:
+        if match.frame is None:
+            self._new_part(match.trigger_ts_s, None, reason or FailsafeReason.MISSED_TRIGGER)
+        else:
+            self._new_part(match.frame.capture_ts_s, match.frame, None)
+
+    def _new_part(self, capture_ts_s: float, frame: Frame | None, reason: FailsafeReason | None) -> None:
+        if self._max_parts is not None and self.parts_started >= self._max_parts:
+            self._accepting.clear()
+            return
+        part_id = self._next_part_id
+        self._next_part_id += 1
+        self.parts_started += 1
+        wall = time.time() - (self._clock() - capture_ts_s)
+        with self._cond:
+            part = self._tracker.add(part_id, capture_ts_s, wall, frame)
+            if reason is not None:
+                self._tracker.fail(part_id, reason)
+            self._cond.notify()
+        if reason is None and frame is not None:
+            try:
+                self._jobs.put_nowait(_Job(part_id, frame, part.deadline_ts_s))
+            except queue.Full:
+                with self._cond:
+                    self._tracker.fail(part_id, FailsafeReason.QUEUE_FULL)
+        if self._max_parts is not None and self.parts_started >= self._max_parts:
+            self._accepting.clear()
+
+    # ------------------------------------------------------------------ inference thread
+
+    def _inference_loop(self) -> None:
+        while self._running.is_set():
+            try:
+                job = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if job is None:
+                break
+            if self._clock() > job.deadline_ts_s:
+                continue  # already too late: the actuator fail-safes it; don't spend CPU on it
+            classifier, threshold = self._classifier, self._threshold
+            try:
+                scores = classifier.classify(job.frame.image, self._regions)
+            except Exception as error:  # any inference failure must become a fail-safe reject
+                self.counters.count_classifier_error()
+                self._consecutive_classifier_errors += 1
+                self._problems.warning("classify", f"classifier failed on part {job.part_id}: {error!r}")
+                if self._consecutive_classifier_errors >= self.FAULT_AFTER_CLASSIFIER_ERRORS:
+                    self._raise_fault("classifier", f"classifier: {error}")
+                with self._cond:
+                    self._tracker.fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)
+                continue
+            self._consecutive_classifier_errors = 0
+            self._clear_fault("classifier")
+            regions = tuple(
+                RegionResult(
+                    s.region.name,
+                    s.region.x_px,
+                    s.region.y_px,
+                    s.region.width_px,
+                    s.region.height_px,
+                    s.defect_score,
+                    is_defect(s.defect_score, threshold),
+                    s.tile_scores,
+                )
+                for s in scores
+            )
+            decision = decide(regions, self._clock())
+            self._live = LiveView(job.frame, regions, decision.verdict)
+            with self._cond:
+                self._tracker.post_decision(job.part_id, decision)
+
+    # ------------------------------------------------------------------ actuator thread
+
+    def _actuator_loop(self) -> None:
+        pulse_s = self.config.line.pulse_width_ms / 1000.0
+        while self._running.is_set():
+            with self._cond:
+                now = self._clock()
+                due = list(self._tracker.pop_due(now))
+                if not due:
+                    wait_s = self._next_wake_s(now)
+                    if wait_s > 0:
+                        self._cond.wait(wait_s)
+                    now = self._clock()
+                    due = list(self._tracker.pop_due(now))
+            for part in due:
+                self._finish(part, now, pulse_s=pulse_s)
+            self._release_pulse(self._clock())
+            self._beat_heartbeat(self._clock())
+            if self._accepting.is_set() is False and self._running.is_set():
+                with self._cond:
+                    idle = len(self._tracker) == 0
+                if idle and self._pulse_until_ts_s is None:
+                    self._all_done.set()
+
+    def _next_wake_s(self, now: float) -> float:
+        candidates = [0.05]
+        fire = self._tracker.next_fire_ts()
+        if fire is not None:
+            candidates.append(fire - now)
+        if self._pulse_until_ts_s is not None:
+            candidates.append(self._pulse_until_ts_s - now)
+        if self.config.outputs.ready_heartbeat_period_ms > 0:
+            candidates.append(self._next_heartbeat_ts_s - now)
+        return max(min(candidates), 0.0)
+
+    def _beat_heartbeat(self, now: float) -> None:
+        period_s = self.config.outputs.ready_heartbeat_period_ms / 1000.0
+        if period_s <= 0 or self.ready is None or self._state is not RunState.RUNNING:
+            return
+        if now >= self._next_heartbeat_ts_s:
+            self._heartbeat_level = not self._heartbeat_level
+            self._write_quietly(self.ready, self._heartbeat_level)
+            self._next_heartbeat_ts_s = now + period_s / 2.0
+
+    def _release_pulse(self, now: float) -> None:
+        if self._pulse_until_ts_s is not None and now >= self._pulse_until_ts_s:
+            self._pulse_until_ts_s = None
+            self._set_reject(False)
+
+    def _set_reject(self, active: bool) -> bool:
+        try:
+            self.reject.set(active)
+        except OutputError as error:
+            # The diverter cannot act: nothing downstream is safe any more. Stop taking parts.
+            self._raise_fault("reject-output", f"reject output: {error}")
+            self._accepting.clear()
+            return False
+        return True
+
+    def _finish(
+        self,
+        part: TrackedPart,
+        now: float,
+        pulse_s: float = 0.0,
+        forced_reason: FailsafeReason | None = None,
+        fire: bool = True,
+    ) -> None:
+        failsafe_rejects = self.config.line.failsafe_action == "reject"
+        outcome = resolve(part.decision, forced_reason or part.failsafe_reason, part.deadline_ts_s, failsafe_rejects)
+        fired_ts: float | None = None
+        if outcome.is_rejected and fire:
+            if self._pulse_until_ts_s is None:
+                if self._set_reject(True):
+                    fired_ts = self._clock()
+            else:
+                fired_ts = now  # merged into the pulse already asserted
+            if fired_ts is not None:
+                self._pulse_until_ts_s = extend_pulse(self._pulse_until_ts_s, fired_ts, pulse_s)
+        latency_ms = None
+        if part.decision is not None:
+            latency_ms = (part.decision.decided_ts_s - part.capture_ts_s) * 1000.0
+        meta = self._classifier.metadata
+        result = PartResult(
+            part_id=part.part_id,
+            inspection_id=f"{self.run_id}-{part.part_id}",
+            frame_sequence=part.frame.sequence if part.frame is not None else None,
+            capture_ts_s=part.capture_ts_s,
+            capture_wall_time_s=part.capture_wall_time_s,
+            verdict=outcome.verdict,
+            failsafe_reason=outcome.failsafe_reason,
+            is_rejected=outcome.is_rejected,
+            regions=part.decision.regions if part.decision is not None else (),
+            threshold=self._threshold,
+            model_name=meta.model_name,
+            model_version=meta.model_version,
+            latency_ms=latency_ms,
+            scheduled_fire_ts_s=part.fire_ts_s,
+            fired_ts_s=fired_ts,
+            image=part.frame.image if part.frame is not None else None,
+        )
+        self.counters.record(now, outcome.verdict, outcome.failsafe_reason, outcome.is_rejected, latency_ms)
+        self.parts_finished += 1
+        self.bus.publish(result)

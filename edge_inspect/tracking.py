@@ -1,0 +1,131 @@
+"""Pure part tracking: parts in flight between camera and diverter, and matching triggers to frames."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .decision import Decision
+from .events import FailsafeReason
+from .sources.base import Frame
+
+
+@dataclass
+class TrackedPart:
+    """A part between the camera and the diverter."""
+
+    part_id: int
+    capture_ts_s: float
+    capture_wall_time_s: float
+    fire_ts_s: float
+    deadline_ts_s: float
+    frame: Frame | None
+    decision: Decision | None = None
+    failsafe_reason: FailsafeReason | None = None
+
+
+@dataclass
+class PartTracker:
+    """The FIFO of parts in flight, ordered by when they reach the diverter ("tag and tracking")."""
+
+    travel_delay_s: float
+    latency_budget_s: float
+    _heap: list[tuple[float, int]] = field(default_factory=list)
+    _parts: dict[int, TrackedPart] = field(default_factory=dict)
+
+    def add(
+        self, part_id: int, capture_ts_s: float, wall_time_s: float, frame: Frame | None
+    ) -> TrackedPart:
+        part = TrackedPart(
+            part_id,
+            capture_ts_s,
+            wall_time_s,
+            fire_ts_s=capture_ts_s + self.travel_delay_s,
+            deadline_ts_s=capture_ts_s + self.latency_budget_s,
+            frame=frame,
+        )
+        self._parts[part_id] = part
+        heapq.heappush(self._heap, (part.fire_ts_s, part_id))
+        return part
+
+    def post_decision(self, part_id: int, decision: Decision) -> bool:
+        """Attach a verdict; False if the part already left (it was too late)."""
+        part = self._parts.get(part_id)
+        if part is None:
+            return False
+        part.decision = decision
+        return True
+
+    def fail(self, part_id: int, reason: FailsafeReason) -> None:
+        part = self._parts.get(part_id)
+        if part is not None and part.failsafe_reason is None:
+            part.failsafe_reason = reason
+
+    def next_fire_ts(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now_s: float) -> Iterator[TrackedPart]:
+        """Parts whose fire time has come, in fire order."""
+        while self._heap and self._heap[0][0] <= now_s:
+            _, part_id = heapq.heappop(self._heap)
+            yield self._parts.pop(part_id)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+
+@dataclass(frozen=True)
+class TriggerMatch:
+    """A trigger edge and the frame that serves it (None: missed trigger)."""
+
+    trigger_ts_s: float
+    frame: Frame | None
+
+
+@dataclass
+class TriggerMatcher:
+    """Pairs each trigger edge with the frame captured nearest to it.
+
+    An edge is settled once a frame captured at or after it arrives (the nearest of that frame and the
+    last one before the edge wins), or once ``max_offset_s`` has passed with no such frame. A frame
+    serves at most one edge; an edge with no unused frame within ``max_offset_s`` is a missed trigger.
+    """
+
+    max_offset_s: float
+    history_frames: int = 8
+    _frames: deque[Frame] = field(default_factory=deque)
+    _used: set[int] = field(default_factory=set)
+    _pending: deque[float] = field(default_factory=deque)
+
+    def add_trigger(self, trigger_ts_s: float) -> None:
+        self._pending.append(trigger_ts_s)
+
+    def add_frame(self, frame: Frame) -> list[TriggerMatch]:
+        self._frames.append(frame)
+        while len(self._frames) > self.history_frames:
+            self._used.discard(self._frames.popleft().sequence)
+        matches = []
+        while self._pending and self._pending[0] <= frame.capture_ts_s:
+            matches.append(self._settle(self._pending.popleft()))
+        return matches
+
+    def expire(self, now_s: float) -> list[TriggerMatch]:
+        """Settle edges that waited ``max_offset_s`` without a later frame (e.g. camera outage)."""
+        matches = []
+        while self._pending and now_s - self._pending[0] >= self.max_offset_s:
+            matches.append(self._settle(self._pending.popleft()))
+        return matches
+
+    def _settle(self, trigger_ts_s: float) -> TriggerMatch:
+        candidates = [
+            f
+            for f in self._frames
+            if f.sequence not in self._used and abs(f.capture_ts_s - trigger_ts_s) < self.max_offset_s
+        ]
+        if not candidates:
+            return TriggerMatch(trigger_ts_s, None)
+        best = min(candidates, key=lambda f: abs(f.capture_ts_s - trigger_ts_s))
+        self._used.add(best.sequence)
+        return TriggerMatch(trigger_ts_s, best)
