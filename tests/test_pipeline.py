@@ -1,0 +1,280 @@
+"""The inspection loop end to end, with a real ONNX model, replay source and simulated outputs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_config
+
+from edge_inspect.classify import OnnxClassifier, Region, RegionScore
+from edge_inspect.config import AppConfig
+from edge_inspect.errors import CameraError, OutputError
+from edge_inspect.events import FailsafeReason, PartResult, RunState, Verdict
+from edge_inspect.outputs import SimulatedOutput
+from edge_inspect.pipeline import Inspector
+from edge_inspect.report import collect
+from edge_inspect.sources import Frame, FrameSource, create_source
+from edge_inspect.triggers import SoftwareTrigger
+
+# Loaded CI machines jitter; these bound correctness, the benchmark measures precision.
+TIMING_TOLERANCE_S = 0.030
+
+
+class SlowClassifier:
+    """Wraps a real classifier and adds a delay (an inference stall)."""
+
+    def __init__(self, inner: OnnxClassifier, delay_s: float) -> None:
+        self.inner, self.delay_s, self.metadata = inner, delay_s, inner.metadata
+
+    @property
+    def threshold(self) -> float:
+        return self.inner.threshold
+
+    def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
+        time.sleep(self.delay_s)
+        return self.inner.classify(image, regions)
+
+
+class BrokenClassifier(SlowClassifier):
+    def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
+        raise RuntimeError("onnxruntime: simulated failure")
+
+
+def build(config: AppConfig, classifier: object = None, **kwargs: object) -> Inspector:
+    source = kwargs.pop("source", None) or create_source(config.source)
+    source.open()  # type: ignore[attr-defined]
+    return Inspector(
+        config,
+        source=source,  # type: ignore[arg-type]
+        classifier=classifier or OnnxClassifier(config.model.path, warmup_runs=1),  # type: ignore[arg-type]
+        reject=SimulatedOutput(name="reject"),
+        ready=SimulatedOutput(name="ready"),
+        alarm=SimulatedOutput(name="alarm"),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def config(model_path: Path, replay_folder: Path) -> AppConfig:
+    return make_config(model_path, replay_folder)
+
+
+def run_parts(inspector: Inspector, parts: int, timeout_s: float = 20.0) -> list[PartResult]:
+    subscription = inspector.subscribe("test", max_items=10_000)
+    inspector.start(max_parts=parts)
+    assert inspector.wait_until_done(timeout_s), "inspection did not finish"
+    inspector.stop()
+    return collect(subscription)
+
+
+def test_verdicts_and_reject_pulses_are_on_schedule(config: AppConfig) -> None:
+    inspector = build(config)
+    results = run_parts(inspector, 16)
+    assert [r.part_id for r in results] == list(range(1, 17))
+    for r in results:
+        expected = Verdict.DEFECT if r.frame_sequence is not None and r.frame_sequence % 8 >= 6 else Verdict.GOOD
+        assert r.verdict is expected, r
+        assert r.is_rejected == (expected is Verdict.DEFECT)
+        assert r.latency_ms is not None and 0 <= r.latency_ms < 58
+    rejected = [r for r in results if r.is_rejected]
+    assert len(rejected) == 4
+    reject = inspector.reject
+    assert isinstance(reject, SimulatedOutput)
+    actuations = reject.actuations()
+    assert len(actuations) == 4  # parts 20 ms apart, 10 ms pulses: no merging
+    for part, pulse in zip(rejected, actuations, strict=True):
+        assert part.fired_ts_s == pytest.approx(pulse.on_ts_s, abs=0.002)
+        assert part.scheduled_fire_ts_s == pytest.approx(part.capture_ts_s + 0.060)
+        assert 0 <= pulse.on_ts_s - part.scheduled_fire_ts_s < TIMING_TOLERANCE_S
+        assert pulse.width_ms is not None and 10.0 <= pulse.width_ms < 10.0 + TIMING_TOLERANCE_S * 1000
+    status = inspector.status()
+    assert (status.inspected, status.good, status.defect, status.failsafe) == (16, 12, 4, 0)
+    assert status.yield_percent == pytest.approx(75.0)
+    assert not reject.is_active
+
+
+def test_slow_classifier_gives_failsafe_rejects(config: AppConfig) -> None:
+    inner = OnnxClassifier(config.model.path, warmup_runs=0)
+    inspector = build(config, SlowClassifier(inner, delay_s=0.12))  # budget is 58 ms
+    results = run_parts(inspector, 6)
+    assert all(r.verdict is Verdict.FAILSAFE and r.is_rejected for r in results)
+    assert {r.failsafe_reason for r in results} <= {FailsafeReason.DEADLINE, FailsafeReason.QUEUE_FULL}
+    status = inspector.status()
+    assert status.failsafe == 6 and status.missed_deadlines >= 1 and status.rejected == 6
+
+
+def test_failing_classifier_gives_failsafe_rejects_and_a_fault(config: AppConfig) -> None:
+    inner = OnnxClassifier(config.model.path, warmup_runs=0)
+    inspector = build(config, BrokenClassifier(inner, 0.0))
+    results = run_parts(inspector, 8)
+    assert all(r.failsafe_reason is FailsafeReason.CLASSIFIER_ERROR and r.is_rejected for r in results)
+    status = inspector.status()
+    assert status.classifier_errors == 8
+    assert status.state is RunState.FAULT and "classifier" in (status.fault_reason or "")
+    assert isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
+
+
+def test_failsafe_pass_policy_still_counts(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(model_path, replay_folder, line={"failsafe_action": "pass"})
+    inner = OnnxClassifier(config.model.path, warmup_runs=0)
+    results = run_parts(build(config, BrokenClassifier(inner, 0.0)), 3)
+    assert all(r.verdict is Verdict.FAILSAFE and not r.is_rejected for r in results)
+
+
+def test_full_inference_queue_fail_safes_the_part(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(
+        model_path,
+        replay_folder,
+        source={"frames_per_second": 200.0},
+        inspection={"inference_queue_parts": 1},
+        line={"travel_delay_ms": 400.0},
+    )
+    inner = OnnxClassifier(config.model.path, warmup_runs=0)
+    results = run_parts(build(config, SlowClassifier(inner, 0.03)), 30)
+    reasons = {r.failsafe_reason for r in results}
+    assert FailsafeReason.QUEUE_FULL in reasons
+    assert any(r.verdict is not Verdict.FAILSAFE for r in results)  # the ones it took were decided
+
+
+def test_every_nth_frame(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(model_path, replay_folder, trigger={"every_nth_frame": 4})
+    results = run_parts(build(config), 4)
+    assert [r.frame_sequence for r in results] == [0, 4, 8, 12]
+
+
+def test_software_trigger_picks_the_nearest_frame(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(
+        model_path, replay_folder, trigger={"mode": "triggered", "input": {"type": "software"}}
+    )
+    trigger = SoftwareTrigger()
+    inspector = build(config, trigger=trigger)
+    subscription = inspector.subscribe("test")
+    inspector.start(max_parts=3)
+    for _ in range(3):
+        time.sleep(0.05)
+        trigger.fire()
+    assert inspector.wait_until_done(10)
+    inspector.stop()
+    results = collect(subscription)
+    assert len(results) == 3
+    assert all(r.frame_sequence is not None and r.verdict is not Verdict.FAILSAFE for r in results)
+    assert len({r.frame_sequence for r in results}) == 3
+
+
+class DeadSource(FrameSource):
+    """A camera that opened once, then fails every read and every reopen (unplugged)."""
+
+    name = "dead"
+
+    def __init__(self) -> None:
+        self.open_calls = 0
+
+    def open(self) -> None:
+        self.open_calls += 1
+        if self.open_calls > 1:
+            raise CameraError("device /dev/video0 is gone")
+
+    def read(self, timeout_s: float = 1.0) -> Frame | None:
+        raise CameraError("read failed: device unplugged")
+
+    def close(self) -> None:
+        pass
+
+
+def test_triggers_during_camera_outage_are_failsafe_rejected(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(
+        model_path, replay_folder, trigger={"mode": "triggered", "input": {"type": "software"}}
+    )
+    trigger = SoftwareTrigger()
+    inspector = build(config, source=DeadSource(), trigger=trigger)
+    subscription = inspector.subscribe("test")
+    inspector.start(max_parts=2)
+    time.sleep(0.1)
+    trigger.fire()
+    trigger.fire()
+    assert inspector.wait_until_done(10)
+    assert inspector.state is RunState.FAULT and "camera" in (inspector.status().fault_reason or "")
+    inspector.stop()
+    results = collect(subscription)
+    assert [r.failsafe_reason for r in results] == [FailsafeReason.CAMERA_FAULT] * 2
+    assert all(r.is_rejected for r in results)
+    assert inspector.status().missed_triggers == 0 and inspector.status().failsafe == 2
+
+
+class FailingOutput(SimulatedOutput):
+    def set(self, active: bool) -> None:
+        if active:
+            raise OutputError("reject output: write failed on GPIO17")
+        super().set(active)
+
+
+def test_unwritable_reject_output_faults_and_stops_taking_parts(config: AppConfig) -> None:
+    inspector = build(config)
+    inspector.reject = FailingOutput(name="reject")
+    subscription = inspector.subscribe("test")
+    inspector.start()
+    deadline = time.monotonic() + 10
+    while inspector.state is not RunState.FAULT and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert inspector.state is RunState.FAULT
+    assert "reject output" in (inspector.status().fault_reason or "")
+    assert inspector.wait_until_done(5)  # it stopped accepting parts and drained
+    inspector.stop()
+    assert inspector.parts_started == inspector.parts_finished == len(collect(subscription))
+
+
+def test_ready_is_asserted_while_running_and_everything_is_safe_after_stop(config: AppConfig) -> None:
+    inspector = build(config)
+    inspector.start()
+    time.sleep(0.2)
+    assert isinstance(inspector.ready, SimulatedOutput) and inspector.ready.is_active
+    assert inspector.state is RunState.RUNNING
+    inspector.stop()
+    assert not inspector.ready.is_active
+    assert isinstance(inspector.reject, SimulatedOutput) and not inspector.reject.is_active
+    assert inspector.state is RunState.STOPPED
+    assert inspector.parts_started == inspector.parts_finished
+
+
+def test_a_slow_consumer_drops_and_counts_but_never_slows_inspection(config: AppConfig) -> None:
+    inspector = build(config)
+    inspector.subscribe("stuck-consumer", max_items=2)  # never read
+    results = run_parts(inspector, 12)
+    assert len(results) == 12
+    assert inspector.status().dropped["stuck-consumer"] == 10
+
+
+def test_threshold_change_and_model_swap_at_run_time(config: AppConfig) -> None:
+    inspector = build(config)
+    assert inspector.set_threshold(0.9999999) == 0.5
+    results = run_parts(inspector, 8)
+    assert all(r.verdict is Verdict.GOOD and r.threshold == 0.9999999 for r in results)
+    with pytest.raises(ValueError, match="outside"):
+        inspector.set_threshold(1.5)
+
+
+def test_swap_classifier_drops_no_part(config: AppConfig) -> None:
+    inspector = build(config)
+    subscription = inspector.subscribe("test", max_items=1000)
+    inspector.start(max_parts=40)
+    stop = threading.Event()
+
+    def swapper() -> Iterator[None]:
+        while not stop.is_set():
+            inspector.swap_classifier(OnnxClassifier(config.model.path, warmup_runs=0))
+            time.sleep(0.05)
+        yield None
+
+    thread = threading.Thread(target=lambda: list(swapper()))
+    thread.start()
+    assert inspector.wait_until_done(20)
+    stop.set()
+    thread.join()
+    inspector.stop()
+    results = collect(subscription)
+    assert len(results) == 40 and all(r.verdict is not Verdict.FAILSAFE for r in results)
