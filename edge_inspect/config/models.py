@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class StrictModel(BaseModel):
-    """Base: unknown keys refused, values validated on assignment, instances frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+from .base import StrictModel
+from .defect_log import DefectLogConfig
+from .mqtt import MqttConfig
+from .web import WebConfig
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,3 +291,6 @@ class AppConfig(StrictModel):
         default_factory=lambda: LineConfig(travel_delay_ms=250.0), description="Diverter timing."
     )
     outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Output lines.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Operator web view and JSON API.")
+    defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
