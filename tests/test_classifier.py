@@ -133,7 +133,7 @@ def test_model_without_metadata(tmp_path: Path) -> None:
 
 
 def test_unknown_provider_is_named(model_path: Path) -> None:
-    with pytest.raises(ModelError, match="TensorrtExecutionProvider.*not available"):
+    with pytest.raises(ModelError, match=r"TensorrtExecutionProvider.*not available"):
         OnnxClassifier(model_path, providers=["TensorrtExecutionProvider"])
 
 

@@ -80,3 +80,50 @@ def test_cli_bad_config_exits_2_with_one_line(
 def test_cli_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _all_models() -> list[type]:
+    from pydantic import BaseModel
+
+    from edge_inspect.commands.config import _models_in
+    from edge_inspect.config import AppConfig
+
+    seen: list[type] = []
+    todo: list[type[BaseModel]] = [AppConfig]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.append(model)
+        for info in model.model_fields.values():
+            todo.extend(_models_in(info.annotation))
+    return seen
+
+
+def test_every_config_field_is_documented() -> None:
+    undocumented = [
+        f"{model.__name__}.{name}"
+        for model in _all_models()
+        for name, info in model.model_fields.items()  # type: ignore[attr-defined]
+        if not info.description and name != "type"
+    ]
+    assert undocumented == []
+
+
+def test_config_reference_doc_is_current() -> None:
+    from edge_inspect.commands.config import reference_markdown
+
+    doc = PROJECT_ROOT / "docs" / "CONFIG.md"
+    assert doc.read_text(encoding="utf-8") == reference_markdown(), (
+        "docs/CONFIG.md is stale: run `edge-inspect config reference > docs/CONFIG.md`"
+    )
+
+
+def test_config_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[line]\ntravel_delay_ms = 100\n", encoding="utf-8")
+    assert main(["config", "validate", str(good)]) == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[line]\ntravel_delay_ms = 'soon'\n", encoding="utf-8")
+    assert main(["config", "validate", str(bad)]) == 2
+    assert "line.travel_delay_ms" in capsys.readouterr().err
