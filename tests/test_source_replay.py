@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_inspect.config import ReplaySourceConfig
+from edge_inspect.errors import CameraError
+from edge_inspect.sources import create_source
+from edge_inspect.sources.replay import ReplaySource
+
+
+def test_folder_replay_loops_at_the_set_rate(replay_folder: Path) -> None:
+    source = create_source(ReplaySourceConfig(path=replay_folder, frames_per_second=100.0))
+    with source:
+        frames = [source.read(1.0) for _ in range(20)]
+    assert all(f is not None for f in frames)
+    sequences = [f.sequence for f in frames if f is not None]
+    assert sequences == list(range(20))
+    stamps = [f.capture_ts_s for f in frames if f is not None]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert stamps[-1] - stamps[0] == pytest.approx(0.19, abs=0.05)
+    first = frames[0]
+    assert first is not None and first.image.shape == (48, 64, 3) and first.image.dtype == np.uint8
+    assert isinstance(source, ReplaySource)
+    assert source.name_of(9) == "part_01.png"
+
+
+def test_frames_are_decoded_once_and_read_only(replay_folder: Path) -> None:
+    source = ReplaySource(ReplaySourceConfig(path=replay_folder, frames_per_second=1000.0))
+    source.open()
+    first = source.read()
+    assert first is not None
+    for _ in range(7):
+        source.read()
+    again = source.read()
+    assert again is not None and again.image is first.image  # the same buffer, not a new decode
+    with pytest.raises(ValueError, match="read-only"):
+        first.image[0, 0, 0] = 1
+
+
+def test_a_slow_reader_gets_the_frame_due_now_and_skips_are_counted(replay_folder: Path) -> None:
+    source = ReplaySource(ReplaySourceConfig(path=replay_folder, frames_per_second=100.0))
+    source.open()
+    source.read()
+    time.sleep(0.1)
+    frame = source.read()
+    assert frame is not None and frame.sequence >= 8
+    assert source.frames_skipped == frame.sequence - 1
+
+
+def test_no_loop_ends_with_a_camera_error(replay_folder: Path) -> None:
+    source = ReplaySource(ReplaySourceConfig(path=replay_folder, frames_per_second=1000.0, loop=False))
+    source.open()
+    for _ in range(8):
+        assert source.read() is not None
+    with pytest.raises(CameraError, match="end of the recording"):
+        source.read()
+
+
+def test_video_file_replay(tmp_path: Path) -> None:
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for level in (20, 120, 220):
+        writer.write(np.full((48, 64, 3), level, np.uint8))
+    writer.release()
+    source = ReplaySource(ReplaySourceConfig(path=path, frames_per_second=500.0))
+    source.open()
+    levels = [int(f.image.mean()) for f in (source.read() for _ in range(4)) if f is not None]
+    assert [round(v, -1) for v in levels] == [20, 120, 220, 20]
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty", "garbage"])
+def test_unusable_replay_path_is_a_camera_error(tmp_path: Path, setup: str) -> None:
+    path = tmp_path / "imgs"
+    if setup != "missing":
+        path.mkdir()
+    if setup == "garbage":
+        (path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(CameraError, match="does not exist" if setup == "missing" else "no readable images"):
+        ReplaySource(ReplaySourceConfig(path=path)).open()
+
+
+def test_unreadable_files_are_skipped_and_listed(replay_folder: Path) -> None:
+    (replay_folder / "zz_broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    source = ReplaySource(ReplaySourceConfig(path=replay_folder))
+    source.open()
+    assert len(source.frames) == 8 and source.skipped_files == ["zz_broken.jpg"]
+
+
+def test_unknown_source_type_names_the_choices() -> None:
+    from edge_inspect.errors import ConfigError
+    from edge_inspect.registry import SOURCES, load_backend
+
+    with pytest.raises(ConfigError, match=r"unknown type 'usb' \(choices: opencv, picamera2, replay\)"):
+        load_backend(SOURCES, "source", "usb")
