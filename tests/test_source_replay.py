@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def test_folder_replay_loops_at_the_set_rate(replay_folder: Path) -> None:
     sequences = [f.sequence for f in frames if f is not None]
     assert sequences == list(range(20))
     stamps = [f.capture_ts_s for f in frames if f is not None]
-    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(stamps))
     assert stamps[-1] - stamps[0] == pytest.approx(0.19, abs=0.05)
     first = frames[0]
     assert first is not None and first.image.shape == (48, 64, 3) and first.image.dtype == np.uint8
