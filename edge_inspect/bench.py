@@ -1,0 +1,262 @@
+"""Benchmark: the bare model's ceiling, the full pipeline, and a naive loop, in one run on one machine.
+
+- ``ceiling``: onnxruntime ``session.run`` on a prepared tensor (same model, providers, threads);
+- ``pipeline``: the whole appliance (replay, regions, decision, tracking, simulated reject, and the
+  consumers the config enables), fed slightly faster than it can go (throughput) and at 80 % of that
+  (latency, reject timing);
+- ``naive``: the simple way, kept here as the baseline: read, preprocess, run, decide, toggle the
+  output and write the log synchronously, one part after another.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .classify import OnnxClassifier, Region, load_classifier
+from .classify.preprocess import to_tensor
+from .config import AppConfig
+from .decision import decide, is_defect
+from .events import PartResult, RegionResult, Verdict
+from .outputs import SimulatedOutput
+from .pipeline import Inspector
+from .report import collect
+from .services import start_services
+from .sources.replay import ReplaySource
+from .stats import percentile_summary
+
+
+def rss_mb() -> float:
+    """Resident set size now, MiB (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class CpuMeter:
+    """Process CPU seconds over a wall-clock span, as a percentage of one core."""
+
+    _cpu0: float = field(default_factory=time.process_time)
+    _wall0: float = field(default_factory=time.perf_counter)
+
+    def percent(self) -> float:
+        wall = time.perf_counter() - self._wall0
+        return 100.0 * (time.process_time() - self._cpu0) / wall if wall > 0 else 0.0
+
+
+def _summary(values_ms: list[float]) -> dict[str, float | None]:
+    s = percentile_summary(values_ms)
+    return {"p50": s.p50_ms, "p99": s.p99_ms, "max": s.max_ms}
+
+
+def _regions(config: AppConfig) -> list[Region]:
+    return [Region(r.name, r.x_px, r.y_px, r.width_px, r.height_px) for r in config.inspection.regions]
+
+
+def measure_ceiling(
+    classifier: OnnxClassifier, frame: np.ndarray, regions: list[Region], seconds: float
+) -> dict[str, Any]:
+    """Bare ``session.run`` on the tensor one part produces, back to back."""
+    crops = [r.crop(frame) for r in regions] or [frame]
+    tensor = to_tensor(crops, classifier.metadata)
+    timings: list[float] = []
+    meter = CpuMeter()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        classifier.run_tensor(tensor)
+        timings.append((time.perf_counter() - start) * 1000.0)
+    return {"fps": len(timings) / seconds, "latency_ms": _summary(timings), "cpu_percent": meter.percent()}
+
+
+def _naive_log_schema(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS parts (id INTEGER PRIMARY KEY, ts REAL, verdict TEXT, score REAL, path TEXT)"
+    )
+
+
+def measure_naive(
+    classifier: OnnxClassifier, frames: list[np.ndarray], regions: list[Region], threshold: float,
+    seconds: float, log_dir: Path, sample_good_every: int = 100,
+) -> dict[str, Any]:
+    """The baseline: one part at a time, output toggled and log written before the next part."""
+    output = SimulatedOutput(name="naive-reject")
+    db = sqlite3.connect(str(log_dir / "naive.sqlite"))
+    _naive_log_schema(db)
+    timings: list[float] = []
+    meter = CpuMeter()
+    end = time.perf_counter() + seconds
+    part = 0
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        image = frames[part % len(frames)]
+        scores = classifier.classify(image, regions)
+        result = decide(
+            [RegionResult(s.region.name, 0, 0, 0, 0, s.defect_score, is_defect(s.defect_score, threshold))
+             for s in scores],
+            time.monotonic(),
+        )
+        if result.verdict is Verdict.DEFECT:
+            output.set(True)
+            output.set(False)
+        if result.verdict is Verdict.DEFECT or part % sample_good_every == 0:
+            path = log_dir / f"part-{part}.jpg"
+            cv2.imwrite(str(path), image)
+            db.execute(
+                "INSERT INTO parts (ts, verdict, score, path) VALUES (?, ?, ?, ?)",
+                (time.time(), result.verdict.value, max(s.defect_score for s in scores), str(path)),
+            )
+            db.commit()
+        timings.append((time.perf_counter() - start) * 1000.0)
+        part += 1
+    db.close()
+    return {"fps": part / seconds, "latency_ms": _summary(timings), "cpu_percent": meter.percent()}
+
+
+@contextmanager
+def _stream_viewer(inspector: Inspector, services: dict[str, Any]) -> Iterator[str]:
+    """One client watching the live MJPEG stream, when the web view runs; yields what was watched."""
+    web = services.get("web")
+    url = getattr(web, "stream_url", None)
+    if not url:
+        yield "none (web view disabled)"
+        return
+    import urllib.request
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            while not stop.is_set() and response.read(65536):
+                pass
+
+    thread = threading.Thread(target=watch, name="bench-viewer", daemon=True)
+    thread.start()
+    try:
+        yield url
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def run_pipeline(
+    config: AppConfig, classifier: OnnxClassifier, rate_fps: float, seconds: float, warmup_s: float = 1.0,
+    on_result: Callable[[PartResult], None] | None = None,
+) -> dict[str, Any]:
+    """The whole appliance fed at ``rate_fps``; figures over ``seconds`` after a warm-up."""
+    source_config = config.source.model_copy(update={"frames_per_second": rate_fps})
+    source = ReplaySource(source_config)  # type: ignore[arg-type]
+    source.open()
+    reject = SimulatedOutput(name="reject")
+    inspector = Inspector(config, source=source, classifier=classifier, reject=reject)
+    subscription = inspector.subscribe("bench", max_items=1_000_000)
+    results: list[PartResult] = []
+    with start_services(config, inspector) as services, _stream_viewer(inspector, services) as viewer:
+        inspector.start()
+        time.sleep(warmup_s)
+        collect(subscription)  # discard warm-up parts
+        meter = CpuMeter()
+        rss_start = rss_mb()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            batch = collect(subscription)
+            results.extend(batch)
+            if on_result:
+                for r in batch:
+                    on_result(r)
+            time.sleep(0.05)
+        cpu = meter.percent()
+        inspector.stop()
+        results.extend(collect(subscription))
+    decided = [r for r in results if r.verdict is not Verdict.FAILSAFE]
+    in_window = [r for r in decided if r.capture_ts_s <= end]
+    fire_errors = [
+        (r.fired_ts_s - r.scheduled_fire_ts_s) * 1000.0 for r in results if r.fired_ts_s is not None
+    ]
+    latencies = [r.latency_ms for r in decided if r.latency_ms is not None]
+    status = inspector.status()
+    return {
+        "rate_fps": rate_fps,
+        "fps": len(in_window) / seconds,
+        "parts": len(results),
+        "decided": len(decided),
+        "failsafe": len(results) - len(decided),
+        "failsafe_reasons": status.failsafe_reasons,
+        "e2e_latency_ms": _summary(latencies),
+        "reject_error_ms": _summary(fire_errors),
+        "rejects": len(fire_errors),
+        "dropped": status.dropped,
+        "cpu_percent": cpu,
+        "rss_start_mb": rss_start,
+        "rss_end_mb": rss_mb(),
+        "viewer": viewer,
+        "all_parts_counted_once": len({r.part_id for r in results}) == len(results),
+    }
+
+
+def run_bench(config: AppConfig, seconds: float, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """All three measurements, in one process, on this machine."""
+    classifier = load_classifier(config.model)
+    probe_source = ReplaySource(config.source.model_copy(update={"frames_per_second": 1000.0}))  # type: ignore[arg-type]
+    probe_source.open()
+    frames = probe_source.frames
+    regions = _regions(config)
+    progress(f"ceiling: bare session.run for {seconds:.0f} s")
+    ceiling = measure_ceiling(classifier, frames[0], regions, seconds)
+    progress(f"  {ceiling['fps']:.1f} parts/s")
+    progress(f"naive: read, preprocess, run, decide, toggle, log synchronously for {seconds:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="ei-naive-") as tmp:
+        naive = measure_naive(classifier, frames, regions, classifier.threshold, seconds, Path(tmp))
+    progress(f"  {naive['fps']:.1f} parts/s")
+    overload_fps = ceiling["fps"] * 1.2
+    progress(f"pipeline at saturation: fed {overload_fps:.0f} frames/s for {seconds:.0f} s")
+    throughput = run_pipeline(config, classifier, overload_fps, seconds)
+    progress(f"  {throughput['fps']:.1f} parts/s")
+    load_fps = 0.8 * min(throughput["fps"], ceiling["fps"])
+    progress(f"pipeline at 80% load: fed {load_fps:.0f} frames/s for {seconds:.0f} s")
+    loaded = run_pipeline(config, classifier, load_fps, seconds)
+    meta = classifier.metadata
+    return {
+        "machine": {"cpus": os.cpu_count(), "platform": os.uname().machine, "python": sys.version.split()[0]},
+        "model": {"name": meta.model_name, "version": meta.model_version, "providers": list(classifier.providers),
+                  "intra_op_threads": config.model.intra_op_threads},
+        "seconds_per_phase": seconds,
+        "ceiling_fps": ceiling["fps"],
+        "pipeline_fps": throughput["fps"],
+        "naive_fps": naive["fps"],
+        "pipeline_vs_ceiling": throughput["fps"] / ceiling["fps"],
+        "pipeline_vs_naive": throughput["fps"] / naive["fps"],
+        "ceiling_p99_ms": ceiling["latency_ms"]["p99"],
+        "e2e_p50_ms": loaded["e2e_latency_ms"]["p50"],
+        "e2e_p99_ms": loaded["e2e_latency_ms"]["p99"],
+        "e2e_max_ms": loaded["e2e_latency_ms"]["max"],
+        "reject_error_p50_ms": loaded["reject_error_ms"]["p50"],
+        "reject_error_p99_ms": loaded["reject_error_ms"]["p99"],
+        "reject_error_max_ms": loaded["reject_error_ms"]["max"],
+        "peak_rss_mb": peak_rss_mb(),
+        "ceiling": ceiling,
+        "naive": naive,
+        "pipeline_saturated": throughput,
+        "pipeline_80pct": loaded,
+    }

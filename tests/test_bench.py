@@ -1,0 +1,55 @@
+"""The benchmark's accounting (not its speed: speed is measured, never asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_config
+
+from edge_inspect.bench import run_bench, run_pipeline
+from edge_inspect.classify import OnnxClassifier
+from edge_inspect.cli import main
+from edge_inspect.events import PartResult
+
+REQUIRED = ("ceiling_fps", "pipeline_fps", "naive_fps", "e2e_p99_ms", "reject_error_p99_ms", "peak_rss_mb")
+
+
+def test_pipeline_accounting(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(model_path, replay_folder)
+    seen: list[PartResult] = []
+    figures = run_pipeline(config, OnnxClassifier(model_path, warmup_runs=0), 200.0, 1.5, 0.3, seen.append)
+    assert figures["all_parts_counted_once"]
+    assert figures["parts"] == figures["decided"] + figures["failsafe"]
+    assert figures["decided"] > 0 and figures["rejects"] > 0
+    ids = [r.part_id for r in seen]
+    assert len(ids) == len(set(ids)) and ids == sorted(ids)
+    assert all(r.latency_ms is None or r.latency_ms >= 0 for r in seen)
+    assert all(r.fired_ts_s is None or r.fired_ts_s >= r.scheduled_fire_ts_s for r in seen)
+    for key in ("e2e_latency_ms", "reject_error_ms"):
+        summary = figures[key]
+        assert 0 <= summary["p50"] <= summary["p99"] <= summary["max"]
+
+
+@pytest.mark.slow
+def test_bench_command_writes_the_json(tmp_path: Path, model_path: Path, replay_folder: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[source]\ntype = "replay"\npath = "{replay_folder}"\n[model]\npath = "{model_path}"\n'
+        "[line]\ntravel_delay_ms = 100\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--config", str(config), "--seconds", "1", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for key in REQUIRED:
+        assert isinstance(figures[key], float) and figures[key] >= 0, key
+    assert figures["pipeline_saturated"]["all_parts_counted_once"]
+    assert figures["pipeline_80pct"]["all_parts_counted_once"]
+
+
+def test_run_bench_refuses_nothing_silently(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(model_path, replay_folder)
+    figures = run_bench(config, 0.5, progress=lambda _: None)
+    assert figures["naive"]["fps"] > 0 and figures["ceiling"]["fps"] > 0
