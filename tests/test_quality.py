@@ -17,9 +17,8 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_is_clean() -> None:
-    done = subprocess.run(
-        [_tool("ruff"), "check", "edge_inspect", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
-    )
+    paths = [p for p in ("edge_inspect", "tests", "benchmarks") if (ROOT / p).is_dir()]
+    done = subprocess.run([_tool("ruff"), "check", *paths], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
