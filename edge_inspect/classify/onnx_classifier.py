@@ -46,11 +46,11 @@ def whole_frame(image: np.ndarray) -> Region:
 
 def read_metadata(path: Path) -> ModelMetadata:
     """The edge-inspect metadata of an ONNX file, without running it."""
-    session = _open_session(path, ["CPUExecutionProvider"], 1, 1)
+    session = open_session(path, ["CPUExecutionProvider"], 1, 1)
     return ModelMetadata.from_props(dict(session.get_modelmeta().custom_metadata_map), str(path))
 
 
-def _open_session(path: Path, providers: Sequence[str], intra: int, inter: int) -> Any:
+def open_session(path: Path, providers: Sequence[str], intra: int, inter: int) -> Any:
     import onnxruntime as ort
 
     if not path.is_file():
@@ -92,7 +92,7 @@ class OnnxClassifier:
         import onnxruntime as ort
 
         self.path = path
-        self._session: ort.InferenceSession = _open_session(
+        self._session: ort.InferenceSession = open_session(
             path, providers, intra_op_threads, inter_op_threads
         )
         props = dict(self._session.get_modelmeta().custom_metadata_map)

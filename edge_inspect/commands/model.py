@@ -1,0 +1,122 @@
+"""``edge-inspect model inspect|set-meta``: read or write the metadata contract of an ONNX file.
+
+``set-meta`` brings a classifier exported elsewhere (PyTorch, Ultralytics classification, anomalib) into
+edge-inspect without retraining: it writes the keys the runtime needs, then loads the result with
+onnxruntime to prove it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..classify import OnnxClassifier
+from ..classify.metadata import PREFIX, ModelMetadata
+from ..classify.model_file import next_free_name, read_props, write_metadata
+from ..classify.onnx_classifier import open_session
+from ..errors import ModelError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("model", help="inspect or set a model file's edge-inspect metadata")
+    actions = parser.add_subparsers(dest="model_action", metavar="ACTION", required=True)
+    inspect = actions.add_parser("inspect", help="print a model's metadata, inputs and outputs")
+    inspect.add_argument("model", type=Path)
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(func=run_inspect)
+    set_meta = actions.add_parser("set-meta", help="write edge-inspect metadata into an ONNX classifier")
+    set_meta.add_argument("model", type=Path)
+    set_meta.add_argument("--out", type=Path, help="write here (default: MODEL.meta.onnx beside it)")
+    set_meta.add_argument("--name", dest="model_name", help="model name")
+    set_meta.add_argument("--version", dest="model_version", help="model version")
+    set_meta.add_argument("--input-size-px", help="WIDTHxHEIGHT, e.g. 224x224")
+    set_meta.add_argument("--labels", help="output columns in order, comma-separated, e.g. good,defect")
+    set_meta.add_argument("--good-label", help="the pass class")
+    set_meta.add_argument("--threshold", type=float, help="defect-score threshold, 0..1")
+    set_meta.add_argument("--color-order", choices=["RGB", "BGR", "GRAY"])
+    set_meta.add_argument("--layout", choices=["NCHW", "NHWC"])
+    set_meta.add_argument("--scale", type=float, help="pixel multiplier before mean/std (1/255: 0.00392156862745098)")
+    set_meta.add_argument("--mean", help="comma-separated, e.g. 0.485,0.456,0.406")
+    set_meta.add_argument("--std", help="comma-separated, e.g. 0.229,0.224,0.225")
+    set_meta.add_argument("--output", choices=["logits", "probabilities", "sigmoid"], help="what the output holds")
+    set_meta.add_argument("--tile-size-px", type=int, help="tile side for native-resolution tiling (0: off)")
+    set_meta.add_argument("--tile-stride-px", type=int, help="tile stride")
+    set_meta.set_defaults(func=run_set_meta)
+
+
+def _io_summary(session: Any) -> dict[str, Any]:
+    return {
+        "inputs": [{"name": i.name, "shape": i.shape, "type": i.type} for i in session.get_inputs()],
+        "outputs": [{"name": o.name, "shape": o.shape, "type": o.type} for o in session.get_outputs()],
+    }
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    path: Path = args.model
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    session = open_session(path, ["CPUExecutionProvider"], 1, 1)
+    io = _io_summary(session)
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    problem = None
+    try:
+        meta = ModelMetadata.from_props(props, str(path))
+    except ModelError as error:
+        meta, problem = None, str(error)
+    if args.json:
+        print(json.dumps({**io, "metadata": props, "problem": problem}, indent=2))
+    else:
+        for kind in ("inputs", "outputs"):
+            for entry in io[kind]:
+                print(f"{kind[:-1]:6}  {entry['name']}  {entry['shape']}  {entry['type']}")
+        for key in sorted(props):
+            value = props[key] if len(props[key]) < 80 else props[key][:60] + f"... ({len(props[key])} chars)"
+            print(f"{key} = {value}")
+        if meta is not None:
+            print(f"self-test probes: {len(meta.selftest_probes)}")
+    if problem:
+        print(f"edge-inspect: {problem}")
+        return 1
+    return 0
+
+
+def _updated(base: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+    props = dict(base)
+    simple = {
+        "model_name": args.model_name, "model_version": args.model_version, "labels": args.labels,
+        "good_label": args.good_label, "color_order": args.color_order, "layout": args.layout,
+        "mean": args.mean, "std": args.std, "output": args.output,
+        "threshold": None if args.threshold is None else repr(args.threshold),
+        "scale": None if args.scale is None else repr(args.scale),
+        "tile_size_px": None if args.tile_size_px is None else str(args.tile_size_px),
+        "tile_stride_px": None if args.tile_stride_px is None else str(args.tile_stride_px),
+    }
+    for key, value in simple.items():
+        if value is not None:
+            props[PREFIX + key] = value
+    if args.input_size_px:
+        try:
+            width, height = (int(v) for v in args.input_size_px.lower().split("x"))
+        except ValueError:
+            raise ModelError(f"--input-size-px {args.input_size_px!r} is not WIDTHxHEIGHT") from None
+        props[PREFIX + "input_width_px"], props[PREFIX + "input_height_px"] = str(width), str(height)
+    return props
+
+
+def run_set_meta(args: argparse.Namespace) -> int:
+    source: Path = args.model
+    props = _updated(read_props(source), args)
+    meta = ModelMetadata.from_props(props, str(source))  # names any key still missing or wrong
+    destination = args.out or next_free_name(source, "meta")
+    if destination.resolve() == source.resolve():
+        raise ModelError("--out must differ from the input model: the original is kept")
+    write_metadata(source, meta, destination)
+    try:
+        OnnxClassifier(destination, warmup_runs=1)  # proves the input shape agrees and a run succeeds
+    except ModelError:
+        destination.unlink(missing_ok=True)
+        raise
+    print(f"edge-inspect: wrote {destination} ({meta.model_name} {meta.model_version}, threshold {meta.threshold})")
+    return 0
