@@ -1,0 +1,127 @@
+"""Pure scoring maths: AUROC, average precision, rates at a threshold, a sweep, threshold choice.
+
+Scores are defect scores (higher = more defective); labels are True for defects. No sklearn needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Rates:
+    threshold: float
+    escape_rate: float  # defects passed / defects
+    false_reject_rate: float  # good parts rejected / good parts
+    true_positive: int
+    false_negative: int
+    false_positive: int
+    true_negative: int
+
+
+def _arrays(scores: np.ndarray | list[float], labels: np.ndarray | list[bool]) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels, bool)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError("scores and labels must be 1-D and of equal length")
+    return s, y
+
+
+def auroc(scores: np.ndarray | list[float], labels: np.ndarray | list[bool]) -> float:
+    """Area under the ROC curve, as the Mann-Whitney statistic with ties counted half."""
+    s, y = _arrays(scores, labels)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), np.float64)
+    sorted_scores = s[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(scores: np.ndarray | list[float], labels: np.ndarray | list[bool]) -> float:
+    """Average precision (area under precision-recall, step-wise, as in the usual definition)."""
+    s, y = _arrays(scores, labels)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    y_sorted = y[order]
+    s_sorted = s[order]
+    tp = np.cumsum(y_sorted)
+    fp = np.cumsum(~y_sorted)
+    last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    precision = tp[last_of_tie] / (tp[last_of_tie] + fp[last_of_tie])
+    recall = tp[last_of_tie] / y.sum()
+    recall_steps = np.diff(np.r_[0.0, recall])
+    return float((recall_steps * precision).sum())
+
+
+def rates_at(scores: np.ndarray | list[float], labels: np.ndarray | list[bool], threshold: float) -> Rates:
+    """Escape and false-reject rates when score >= threshold means reject."""
+    s, y = _arrays(scores, labels)
+    rejected = s >= threshold
+    tp = int((rejected & y).sum())
+    fn = int((~rejected & y).sum())
+    fp = int((rejected & ~y).sum())
+    tn = int((~rejected & ~y).sum())
+    return Rates(
+        threshold,
+        escape_rate=fn / (tp + fn) if tp + fn else 0.0,
+        false_reject_rate=fp / (fp + tn) if fp + tn else 0.0,
+        true_positive=tp,
+        false_negative=fn,
+        false_positive=fp,
+        true_negative=tn,
+    )
+
+
+def candidate_thresholds(scores: np.ndarray | list[float]) -> np.ndarray:
+    """Every distinct score (each changes a decision), plus one above the maximum (reject nothing)."""
+    s = np.unique(np.asarray(scores, np.float64))
+    return np.r_[s, np.nextafter(s[-1], np.inf) if len(s) else 1.0]
+
+
+def sweep(scores: np.ndarray | list[float], labels: np.ndarray | list[bool], points: int = 101) -> list[Rates]:
+    """Rates on an even grid of thresholds from 0 to 1."""
+    return [rates_at(scores, labels, float(t)) for t in np.linspace(0.0, 1.0, points)]
+
+
+def threshold_for_escape_rate(scores: np.ndarray | list[float], labels: np.ndarray | list[bool],
+                              max_escape_rate: float) -> Rates:
+    """The highest threshold (fewest false rejects) whose escape rate is within the target."""
+    best: Rates | None = None
+    for t in candidate_thresholds(scores):
+        r = rates_at(scores, labels, float(t))
+        if r.escape_rate <= max_escape_rate and (best is None or t > best.threshold):
+            best = r
+    assert best is not None  # threshold 0 rejects everything: escape rate 0
+    return best
+
+
+def threshold_for_false_reject_rate(scores: np.ndarray | list[float], labels: np.ndarray | list[bool],
+                                    max_false_reject_rate: float) -> Rates:
+    """The lowest threshold (fewest escapes) whose false-reject rate is within the target."""
+    best: Rates | None = None
+    for t in candidate_thresholds(scores):
+        r = rates_at(scores, labels, float(t))
+        if r.false_reject_rate <= max_false_reject_rate and (best is None or t < best.threshold):
+            best = r
+    assert best is not None  # above the maximum score nothing is rejected
+    return best
+
+
+def balanced_threshold(scores: np.ndarray | list[float], labels: np.ndarray | list[bool]) -> float:
+    """The threshold minimising escape rate + false-reject rate (Youden's J), midway between scores."""
+    s = np.unique(np.asarray(scores, np.float64))
+    mids = np.r_[0.0, (s[1:] + s[:-1]) / 2.0, 1.0] if len(s) > 1 else np.r_[0.5]
+    costs = [(rates_at(scores, labels, float(t)), float(t)) for t in mids]
+    return min(costs, key=lambda rc: (rc[0].escape_rate + rc[0].false_reject_rate, abs(rc[1] - 0.5)))[1]
