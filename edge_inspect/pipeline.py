@@ -136,6 +136,7 @@ class Inspector:
         self.parts_started = 0
         self.parts_finished = 0
         self._all_done = threading.Event()
+        self._loop_beats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -247,6 +248,14 @@ class Inspector:
     def live_view(self) -> LiveView | None:
         return self._live
 
+    def loop_heartbeats(self) -> dict[str, float]:
+        """When each inspection thread last went round its loop (``clock`` time); empty before start.
+
+        Every loop comes round at least every 0.2 s when healthy; a value that stops advancing means
+        that thread is stuck (a hung camera read or inference), which the systemd watchdog acts on.
+        """
+        return dict(self._loop_beats)
+
     @property
     def state(self) -> RunState:
         return self._state
@@ -329,6 +338,7 @@ class Inspector:
         self._state = RunState.RUNNING
         self._write_quietly(self.ready, True)
         while self._running.is_set():
+            self._loop_beats["capture"] = self._clock()
             if not is_open:
                 is_open = self._reopen_camera()
                 if not is_open:
@@ -364,6 +374,7 @@ class Inspector:
         """Back off without delaying shutdown, settling trigger edges that arrive meanwhile."""
         end = self._clock() + seconds
         while self._running.is_set() and self._clock() < end:
+            self._loop_beats["capture"] = self._clock()
             time.sleep(0.05)
             self._drain_triggers(self._clock(), camera_ok=False)
 
@@ -419,6 +430,7 @@ class Inspector:
 
     def _inference_loop(self) -> None:
         while self._running.is_set():
+            self._loop_beats["inference"] = self._clock()
             try:
                 job = self._jobs.get(timeout=0.2)
             except queue.Empty:
@@ -464,6 +476,7 @@ class Inspector:
     def _actuator_loop(self) -> None:
         pulse_s = self.config.line.pulse_width_ms / 1000.0
         while self._running.is_set():
+            self._loop_beats["actuator"] = self._clock()
             with self._cond:
                 now = self._clock()
                 due = list(self._tracker.pop_due(now))
