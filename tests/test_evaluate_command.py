@@ -42,7 +42,8 @@ def test_evaluate_writes_figures_csv_and_plots(
     # level 128 is the brightness model's 0.5 point: 125 passes (escape), 135 is rejected (false reject)
     assert result["escape_rate"] == pytest.approx(1 / 5)
     assert result["false_reject_rate"] == pytest.approx(1 / 6)
-    assert result["confusion_matrix"] == {"defect_rejected": 4, "defect_passed": 1, "good_rejected": 1, "good_passed": 5}
+    matrix = {"defect_rejected": 4, "defect_passed": 1, "good_rejected": 1, "good_passed": 5}
+    assert result["confusion_matrix"] == matrix
     with (out / "e.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 11 and {r["defect_type"] for r in rows} == {"", "pit", "scratch"}
