@@ -2,15 +2,73 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import StrictModel
 
+_CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+BUCKET_MINUTES = 15
+"""Parts are counted in quarter-hour buckets, so shift starts must fall on a quarter hour."""
+
 
 class DefectLogConfig(StrictModel):
-    """Where rejected and sampled parts are recorded for QA."""
+    """Where rejected and sampled parts are recorded for QA, and how much disk that may take."""
 
-    enabled: bool = Field(False, description="Record defects, fail-safe rejects and sampled good parts.")
+    enabled: bool = Field(False, description="Record defects, fail-safe parts and sampled good parts.")
     data_dir: Path = Field(Path("var/defect-log"), description="Folder for the SQLite file and images.")
+    sample_good_fraction: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Share of good parts recorded too (0.01 = 1%), chosen by a hash of the inspection id.",
+    )
+    disk_budget_mb: float = Field(
+        2048.0,
+        gt=0,
+        description="Images plus database may take this much, MB; above it the oldest parts are pruned "
+        "(sampled good parts first, then defects).",
+    )
+    max_age_days: float = Field(90.0, gt=0, description="Parts older than this many days are pruned.")
+    min_free_disk_mb: float = Field(
+        500.0,
+        ge=0,
+        description="Below this much free space on the log's disk, MB, images are no longer written "
+        "(rows continue) and an alarm is raised.",
+    )
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of recorded frames and crops, 10-100.")
+    thumbnail_width_px: int = Field(240, ge=64, le=640, description="Width of the review grid's thumbnails, px.")
+    queue_items: int = Field(
+        512, ge=1, le=100_000, description="The log's own event queue; when full, parts are dropped and counted."
+    )
+    prune_interval_s: float = Field(
+        10.0, gt=0, description="How often retention (budget, age, free space) is checked, seconds."
+    )
+    shift_start_times: list[str] = Field(
+        default_factory=lambda: ["06:00", "14:00", "22:00"],
+        min_length=1,
+        description="Local clock times (HH:MM, on a quarter hour) at which shifts start, for per-shift stats.",
+    )
+
+    @field_validator("shift_start_times")
+    @classmethod
+    def _valid_shift_starts(cls, values: list[str]) -> list[str]:
+        minutes = []
+        for value in values:
+            match = _CLOCK_TIME.match(value)
+            if match is None:
+                raise ValueError(f"shift start {value!r} is not a clock time HH:MM")
+            minute = int(match.group(1)) * 60 + int(match.group(2))
+            if minute % BUCKET_MINUTES:
+                raise ValueError(f"shift start {value!r} is not on a quarter hour")
+            minutes.append(minute)
+        if len(set(minutes)) != len(minutes):
+            raise ValueError("shift start times repeat")
+        return [values[i] for i in sorted(range(len(values)), key=minutes.__getitem__)]
+
+    @property
+    def shift_start_minutes(self) -> list[int]:
+        """Shift starts as minutes after local midnight, ascending."""
+        return [int(v[:2]) * 60 + int(v[3:]) for v in self.shift_start_times]

@@ -1,0 +1,402 @@
+"""The log writer: a thread that turns part results into JPEG files and SQLite rows.
+
+It reads its own bounded subscription of the inspector's event bus, so the inspection loop never waits
+on it: when it falls behind, the bus drops parts for it and counts them (``status().dropped``).
+Per batch: every result is counted; defects, fail-safe parts and a deterministic sample of good parts
+get their images written (atomically, then the folders fsynced), then their rows inserted in one
+transaction. Images first, row second: a crash leaves at worst an orphan file, removed at start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..config.defect_log import DefectLogConfig
+from ..events import PartResult, Verdict
+from .images import ImageFiles, WrittenImages
+from .reconcile import ReconcileReport, reconcile
+from .retention import FreeBytes, FreeSpaceGuard, PruneResult, disk_free_bytes, prune_by_age, prune_to_budget
+from .retention import used_bytes as log_used_bytes
+from .schema import (
+    BUCKET_S,
+    IMAGES_FAILED,
+    IMAGES_LOW_DISK,
+    IMAGES_NO_FRAME,
+    IMAGES_OK,
+    LoggedRegion,
+    images_root,
+    open_db,
+    set_meta,
+    transaction,
+)
+
+log = logging.getLogger(__name__)
+
+AlarmCallback = Callable[[str | None], None]
+"""Called with a reason when the log raises its alarm, and with None when the alarm clears."""
+
+BATCH_MAX_PARTS = 64
+_INSERT = """
+INSERT OR IGNORE INTO parts (
+    inspection_id, part_id, captured_at_s, verdict, failsafe_reason, is_rejected, is_sampled, max_score,
+    regions_json, model_name, model_version, threshold, latency_ms, reject_due_at_s, reject_fired_at_s,
+    frame_path, thumb_path, files_json, image_bytes, image_status
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_COUNT = """
+INSERT INTO counts (bucket_start_s, good, defect, failsafe, rejected, logged) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT(bucket_start_s) DO UPDATE SET good = good + excluded.good, defect = defect + excluded.defect,
+    failsafe = failsafe + excluded.failsafe, rejected = rejected + excluded.rejected,
+    logged = logged + excluded.logged
+"""
+
+
+class ResultSource(Protocol):
+    """Where results come from: an event-bus subscription (``get`` returns None on timeout)."""
+
+    def get(self, timeout_s: float | None = None) -> PartResult | None: ...
+
+
+def is_sampled(inspection_id: str, fraction: float) -> bool:
+    """Deterministic sample: the same part is always in or out, and the sample spreads evenly.
+
+    Hashes the inspection id ("<run id>-<part id>") rather than the bare part id, which restarts at 1
+    with every run and would make short runs sample the same positions every time.
+    """
+    if fraction <= 0.0:
+        return False
+    if fraction >= 1.0:
+        return True
+    digest = hashlib.blake2b(inspection_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < fraction * 2**64
+
+
+def should_log(result: PartResult, fraction: float) -> tuple[bool, bool]:
+    """(record it, as a sampled good part). Every defect and fail-safe part is recorded."""
+    if result.verdict is not Verdict.GOOD:
+        return True, False
+    sampled = is_sampled(result.inspection_id, fraction)
+    return sampled, sampled
+
+
+@dataclass(frozen=True)
+class DefectLogStatus:
+    """The writer's counters, for status pages and tests."""
+
+    received: int
+    logged: int
+    images_skipped_low_disk: int
+    write_errors: int
+    used_bytes: int
+    budget_bytes: int
+    free_bytes: int | None
+    pruned: PruneResult
+    is_alarm: bool
+    alarm_reason: str | None
+    reconcile: ReconcileReport | None
+
+
+def _wall(result: PartResult, monotonic_ts_s: float | None) -> float | None:
+    if monotonic_ts_s is None:
+        return None
+    return result.capture_wall_time_s + (monotonic_ts_s - result.capture_ts_s)
+
+
+def _tiles(grid: np.ndarray | None) -> tuple[tuple[float, ...], ...] | None:
+    """A tiled model's per-tile scores as rows of floats (kept for the review page's heat map)."""
+    if grid is None or grid.size == 0:
+        return None
+    rows = np.asarray(grid, dtype=np.float64).reshape(grid.shape[0], -1)
+    return tuple(tuple(round(float(v), 5) for v in row) for row in rows)
+
+
+def _regions_json(result: PartResult, images: WrittenImages) -> str:
+    regions = []
+    for index, region in enumerate(result.regions):
+        crop = images.crop_paths[index] if index < len(images.crop_paths) else None
+        logged = LoggedRegion(
+            name=region.name,
+            x_px=region.x_px,
+            y_px=region.y_px,
+            width_px=region.width_px,
+            height_px=region.height_px,
+            defect_score=float(region.defect_score),
+            is_defect=bool(region.is_defect),
+            tile_scores=_tiles(region.tile_scores),
+            crop_path=crop,
+        )
+        regions.append(logged.to_json())
+    return json.dumps(regions)
+
+
+class DefectLogWriter:
+    """Records parts from ``source`` under ``config.data_dir``; ``start()``, then ``close()`` to drain."""
+
+    def __init__(
+        self,
+        config: DefectLogConfig,
+        source: ResultSource,
+        *,
+        on_alarm: AlarmCallback | None = None,
+        free_bytes: FreeBytes = disk_free_bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self._on_alarm = on_alarm
+        self._clock = clock
+        self.files = ImageFiles(images_root(config.data_dir), config.jpeg_quality, config.thumbnail_width_px)
+        self.files.root.mkdir(parents=True, exist_ok=True)
+        self.guard = FreeSpaceGuard(self.files.root, int(config.min_free_disk_mb * 1e6), free_bytes)
+        self.budget_bytes = int(config.disk_budget_mb * 1e6)
+        self._conn: sqlite3.Connection | None = open_db(config.data_dir)
+        self.reconcile_report: ReconcileReport | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.RLock()  # one user of the connection at a time (thread, tests, close)
+        self.received = 0
+        self.logged = 0
+        self.images_skipped_low_disk = 0
+        self.write_errors = 0
+        self.pruned = PruneResult()
+        self._used_bytes = 0
+        self._next_prune_s = 0.0
+        self._drain_deadline_s = 0.0
+        self._alarms: dict[str, str] = {}  # key ("disk", "database") -> reason
+        self._last_error_log_s = -1e9
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> ReconcileReport:
+        """Reconcile what a previous run left behind, then apply retention once."""
+        with self._lock:
+            conn = self._connection()
+            self.reconcile_report = reconcile(conn, self.files)
+            if self.reconcile_report.integrity != "ok":
+                self._set_alarm("database", f"defect log database check failed: {self.reconcile_report.integrity}")
+            self.apply_retention(force=True)
+            return self.reconcile_report
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        if self.reconcile_report is None:
+            self.open()
+        self._thread = threading.Thread(target=self._run, name="defect-log-writer", daemon=True)
+        self._thread.start()
+
+    def close(self, drain_timeout_s: float = 10.0) -> None:
+        """Write what is still queued (for at most ``drain_timeout_s``), then close the database."""
+        if self._thread is not None:
+            self._drain_deadline_s = time.monotonic() + drain_timeout_s
+            self._stop.set()
+            self._thread.join(drain_timeout_s + 5.0)
+            self._thread = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> DefectLogWriter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the defect log writer is closed")
+        return self._conn
+
+    # ------------------------------------------------------------------ status and alarm
+
+    @property
+    def is_alarm(self) -> bool:
+        return bool(self._alarms)
+
+    @property
+    def alarm_reason(self) -> str | None:
+        return "; ".join(self._alarms.values()) or None
+
+    def status(self) -> DefectLogStatus:
+        return DefectLogStatus(
+            received=self.received,
+            logged=self.logged,
+            images_skipped_low_disk=self.images_skipped_low_disk,
+            write_errors=self.write_errors,
+            used_bytes=self._used_bytes,
+            budget_bytes=self.budget_bytes,
+            free_bytes=self.guard.last_free_bytes,
+            pruned=self.pruned,
+            is_alarm=self.is_alarm,
+            alarm_reason=self.alarm_reason,
+            reconcile=self.reconcile_report,
+        )
+
+    def _set_alarm(self, key: str, reason: str | None) -> None:
+        """Raise (reason) or clear (None) one of the log's alarms; tell the callback and the database."""
+        if self._alarms.get(key) == reason:
+            return
+        if reason is None:
+            self._alarms.pop(key)
+            log.warning("defect log recovered (%s)", key)
+        else:
+            self._alarms[key] = reason
+            log.error("ALARM: %s", reason)
+        combined = self.alarm_reason
+        with contextlib.suppress(sqlite3.Error):
+            conn = self._connection()
+            with transaction(conn):
+                set_meta(conn, "alarm", combined)
+        if self._on_alarm is not None:
+            try:
+                self._on_alarm(combined)
+            except Exception:  # a broken callback must not stop the log
+                log.exception("defect log alarm callback failed")
+
+    # ------------------------------------------------------------------ the thread
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            first = self.source.get(timeout_s=0 if stopping else 0.2)
+            if first is None:
+                if stopping:
+                    break
+                self._guarded(self.apply_retention, False)
+                continue
+            batch = [first]
+            while len(batch) < BATCH_MAX_PARTS and (item := self.source.get(timeout_s=0)) is not None:
+                batch.append(item)
+            self._guarded(self.write_batch, batch)
+            self._guarded(self.apply_retention, False)
+            if stopping and time.monotonic() > self._drain_deadline_s:
+                log.warning("defect log: stopped before the queue was empty")
+                break
+
+    def _guarded(self, work: Callable[..., Any], *args: Any) -> None:
+        """Run writer work; errors are counted and logged (rate-limited), never end the thread."""
+        try:
+            with self._lock:
+                work(*args)
+        except (OSError, sqlite3.Error, ValueError) as error:
+            self.write_errors += 1
+            now = time.monotonic()
+            if now - self._last_error_log_s > 5.0:
+                self._last_error_log_s = now
+                log.error("defect log: %s (%d error(s) so far)", error, self.write_errors)
+
+    # ------------------------------------------------------------------ writing
+
+    def write_batch(self, batch: Sequence[PartResult]) -> int:
+        """Count and record a batch (the thread's work; public so tests can drive it synchronously)."""
+        with self._lock:
+            return self._write_batch(batch)
+
+    def _write_batch(self, batch: Sequence[PartResult]) -> int:
+        conn = self._connection()
+        counts: dict[int, list[int]] = {}
+        rows: list[tuple[Any, ...]] = []
+        dirs: set[Path] = set()
+        for result in batch:
+            self.received += 1
+            record, sampled = should_log(result, self.config.sample_good_fraction)
+            bucket = counts.setdefault(int(result.capture_wall_time_s // BUCKET_S) * BUCKET_S, [0, 0, 0, 0, 0])
+            bucket[("good", "defect", "failsafe").index(result.verdict.value)] += 1
+            bucket[3] += int(result.is_rejected)
+            bucket[4] += int(record)
+            if not record:
+                continue
+            images, status = self._images(result)
+            dirs |= images.dirs
+            rows.append(self._row(result, sampled, images, status))
+        self.files.sync(dirs)  # the renames are durable before any row names them
+        with transaction(conn):
+            conn.executemany(_INSERT, rows)
+            conn.executemany(_COUNT, [(start, *values) for start, values in counts.items()])
+        self.logged += len(rows)
+        self._used_bytes += sum(row[18] for row in rows)
+        return len(rows)
+
+    def _images_allowed(self) -> bool:
+        """Measure free space (a statvfs call, cheap enough per part); raise or clear the disk alarm."""
+        allowed = self.guard.check()
+        self._set_alarm("disk", None if allowed else self.guard.reason())
+        return allowed
+
+    def _images(self, result: PartResult) -> tuple[WrittenImages, str]:
+        if result.image is None:
+            return WrittenImages(), IMAGES_NO_FRAME
+        if not self._images_allowed():
+            self.images_skipped_low_disk += 1
+            return WrittenImages(), IMAGES_LOW_DISK
+        try:
+            return self.files.write_part(result, result.capture_wall_time_s), IMAGES_OK
+        except (OSError, ValueError) as error:
+            self.write_errors += 1
+            log.error("defect log: images of part %s not written: %s", result.inspection_id, error)
+            return WrittenImages(), IMAGES_FAILED
+
+    def _row(self, result: PartResult, sampled: bool, images: WrittenImages, status: str) -> tuple[Any, ...]:
+        scores = [region.defect_score for region in result.regions]
+        return (
+            result.inspection_id,
+            result.part_id,
+            result.capture_wall_time_s,
+            result.verdict.value,
+            result.failsafe_reason.value if result.failsafe_reason else None,
+            int(result.is_rejected),
+            int(sampled),
+            max(scores) if scores else None,
+            _regions_json(result, images),
+            result.model_name,
+            result.model_version,
+            result.threshold,
+            result.latency_ms,
+            _wall(result, result.scheduled_fire_ts_s),
+            _wall(result, result.fired_ts_s),
+            images.frame_path,
+            images.thumb_path,
+            json.dumps(images.files),
+            images.size_bytes,
+            status,
+        )
+
+    # ------------------------------------------------------------------ retention
+
+    def apply_retention(self, force: bool = True) -> PruneResult:
+        """Prune by age and budget (the thread does this every ``prune_interval_s``, or when over budget)."""
+        with self._lock:
+            return self._apply_retention(force)
+
+    def _apply_retention(self, force: bool) -> PruneResult:
+        conn = self._connection()
+        now = self._clock()
+        over_budget = self._used_bytes > self.budget_bytes
+        if not force and not over_budget and time.monotonic() < self._next_prune_s:
+            return PruneResult()
+        self._next_prune_s = time.monotonic() + self.config.prune_interval_s
+        result = prune_by_age(conn, self.files, now - self.config.max_age_days * 86400.0)
+        result += prune_to_budget(conn, self.files, self.budget_bytes)
+        self._used_bytes = log_used_bytes(conn)
+        if result.parts:
+            self.pruned += result
+            log.info(
+                "defect log retention: pruned %d aged, %d sampled good, %d defect part(s), %.1f MB of images",
+                result.aged_parts, result.sampled_parts, result.defect_parts, result.freed_image_bytes / 1e6,
+            )
+        self._images_allowed()
+        return result
