@@ -1,0 +1,180 @@
+"""Login, logout, the first-run page, and the checks every other blueprint relies on.
+
+Sessions are Flask's signed cookies (HttpOnly, SameSite=Strict, Secure when configured) holding the
+user name and the user's session epoch; each request re-reads the user, so a removed user or a changed
+password ends existing logins at once.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response as BaseResponse
+
+from .context import web_context
+from .security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    is_csrf_token_valid,
+    is_local_host_header,
+    is_loopback,
+)
+from .users import User, UserError
+
+bp = Blueprint("auth", __name__)
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def load_user() -> None:
+    """Before every request: the logged-in user, or None (an outdated session is cleared)."""
+    g.user = None
+    name = session.get("user")
+    if not isinstance(name, str):
+        return
+    user = web_context().users.get(name)
+    if user is None or session.get("epoch") != user.session_epoch:
+        session.clear()
+        return
+    g.user = user
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def check_csrf() -> BaseResponse | None:
+    """Before every request: an unsafe method needs this session's token and, if sent, our own Origin."""
+    if request.method not in UNSAFE_METHODS:
+        return None
+    origin = request.headers.get("Origin")
+    # "null" (privacy settings, odd redirects) says nothing either way: the token decides. The scheme may
+    # differ behind a TLS proxy, so only the host is compared.
+    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        return refuse(403, "cross-origin request refused")
+    sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    if not is_csrf_token_valid(session, sent):
+        return refuse(400, "CSRF token missing or wrong: reload the page and try again")
+    return None
+
+
+def refuse(status: int, message: str) -> BaseResponse:
+    if wants_json():
+        response = jsonify({"error": message})
+    else:
+        response = Response(render_template("error.html", status=status, message=message), mimetype="text/html")
+    response.status_code = status
+    return response
+
+
+def require_role(role: str) -> BaseResponse | None:
+    """The request's user must hold ``role``; viewers may be anonymous when the config allows it."""
+    user = current_user()
+    if role == "viewer" and user is None and not web_context().config.viewer_login_required:
+        return None
+    if user is None:
+        if wants_json():
+            return refuse(401, "login required")
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    if not user.has_role(role):
+        return refuse(403, f"this needs the {role} role; you are logged in as {user.name} ({user.role})")
+    return None
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("live.index")
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> BaseResponse | str:
+    ctx = web_context()
+    if request.method == "GET":
+        return render_template("login.html", next=request.args.get("next", ""))
+    name = request.form.get("name", "").strip()
+    password = request.form.get("password", "")
+    keys = (f"ip:{_client()}", f"user:{name.lower()}")
+    wait_s = ctx.throttle.retry_after_s(*keys)
+    if wait_s is not None:
+        response = refuse(429, f"too many failed logins: try again in {int(wait_s) + 1} s")
+        response.headers["Retry-After"] = str(int(wait_s) + 1)
+        return response
+    user = ctx.users.verify(name, password) if name and password else None
+    if user is None:
+        ctx.throttle.failed(*keys)
+        flash("Wrong user name or password.", "error")
+        body = render_template("login.html", next=request.form.get("next", ""))
+        return Response(body, status=401, mimetype="text/html")
+    ctx.throttle.succeeded(*keys)
+    session.clear()  # a fresh session (and CSRF token) at login: no fixation
+    session.permanent = True
+    session["user"], session["epoch"] = user.name, user.session_epoch
+    ctx.audit.record(user.name, "login", client=_client())
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> BaseResponse:
+    user = current_user()
+    session.clear()  # drops the CSRF token too: the next form gets a new one
+    if user is not None:
+        web_context().audit.record(user.name, "logout", client=_client())
+    return redirect(url_for("live.index"))
+
+
+def _setup_allowed() -> bool:
+    """First-run page: only from this machine, only by its own name, only while there is no admin."""
+    return (
+        is_loopback(request.remote_addr)
+        and is_local_host_header(request.host)
+        and not web_context().users.has_admin()
+    )
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup() -> BaseResponse | str:
+    if not _setup_allowed():
+        abort(404)
+    ctx = web_context()
+    if request.method == "GET":
+        return render_template("setup.html", min_length=ctx.config.password_min_length)
+    name = request.form.get("name", "").strip()
+    password = request.form.get("password", "")
+    if password != request.form.get("password_again", ""):
+        flash("The two passwords differ.", "error")
+        return Response(render_template("setup.html", min_length=ctx.config.password_min_length), status=400)
+    try:
+        user = ctx.users.add_first_admin(name, password)
+    except UserError as error:
+        flash(str(error), "error")
+        return Response(render_template("setup.html", min_length=ctx.config.password_min_length), status=400)
+    ctx.audit.record(user.name, "first admin created", new=user.name, client=_client())
+    session.clear()
+    session.permanent = True
+    session["user"], session["epoch"] = user.name, user.session_epoch
+    return redirect(url_for("admin.index"))
+
+
+__all__ = ["CSRF_HEADER", "bp", "check_csrf", "current_user", "load_user", "refuse", "require_role"]

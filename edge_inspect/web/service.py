@@ -1,0 +1,127 @@
+"""Serving the web view with waitress beside the inspection loop (a service of ``edge-inspect run``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask
+from waitress import create_server
+
+from ..config.models import AppConfig
+from ..config.web import WebConfig
+from ..errors import ConfigError
+from ..pipeline import Inspector
+from . import close_app, create_app
+from .users import UserStore
+
+log = logging.getLogger(__name__)
+
+# A stalled viewer's connection buffers at most this much before its thread waits (and then skips
+# frames); below waitress's 1 MiB overflow-to-tempfile size, so nothing ever goes to disk.
+OUTBUF_HIGH_WATERMARK_BYTES = 512 * 1024
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """Bind here rather than inside waitress, so a taken port leaks nothing and names the key to change."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise ConfigError(f"web.host: {host!r} is not an address of this machine: {error}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise ConfigError(
+            f"web.host/web.port: cannot listen on {host}:{port}: {error.strerror or error} "
+            "(another edge-inspect running? choose another web.port)"
+        ) from None
+    return sock
+
+
+class WebServer:
+    """A waitress server for one app, run in its own thread; ``close()`` ends every connection."""
+
+    def __init__(self, app: Flask, config: WebConfig) -> None:
+        self.app = app
+        sock = _listen_socket(config.host, config.port)
+        try:
+            self._server: Any = create_server(
+                app,
+                sockets=[sock],
+                threads=config.worker_threads + config.stream_max_viewers,  # a stream holds its thread
+                outbuf_high_watermark=OUTBUF_HIGH_WATERMARK_BYTES,
+                asyncore_use_poll=True,
+                channel_timeout=60,
+                ident="edge-inspect",
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.host = config.host
+        self.port: int = int(self._server.effective_port)
+        self._thread = threading.Thread(target=self._server.run, name="web-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "*") else self.host
+        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def stream_url(self) -> str:
+        return self.url + "stream.mjpg"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """End live streams, close every connection from the server's own thread, stop its workers."""
+        close_app(self.app)
+        socket_map = self._server._map
+        done = threading.Event()
+
+        def close_all() -> None:  # runs in the server thread: the socket map is never touched concurrently
+            for channel in list(socket_map.values()):
+                channel.close()
+            done.set()
+
+        if self._thread.is_alive():
+            self._server.trigger.pull_trigger(close_all)
+            done.wait(5.0)
+            self._thread.join(5.0)
+        else:
+            close_all()
+        self._server.task_dispatcher.shutdown(timeout=5)
+
+
+@contextlib.contextmanager
+def web_service(config: AppConfig, inspector: Inspector) -> Iterator[WebServer]:
+    """Serve the operator view of ``inspector`` while the context lasts."""
+    web = config.web
+    users = UserStore(web.db_path, web.password_min_length)
+    app = create_app(inspector, web, users)
+    try:
+        server = WebServer(app, web)
+    except BaseException:
+        close_app(app)
+        raise
+    server.start()
+    log.info("web view on %s", server.url)
+    if not users.has_admin():
+        log.warning(
+            "no web admin yet: run `edge-inspect user add NAME --role admin`, or open %ssetup on this machine",
+            server.url,
+        )
+    try:
+        yield server
+    finally:
+        server.close()
