@@ -229,13 +229,15 @@ def test_close_leaves_the_line_inactive_then_cleans_up_the_pin(
 
 def test_a_pulse_has_the_commanded_width(gpio: StandInJetsonGPIO) -> None:
     output = JetsonOutput(JetsonOutputConfig(pin=12, numbering="BCM"), gpio_module=gpio)
+    started = time.monotonic()
     output.set(True)
     time.sleep(0.05)
     output.set(False)
+    took_s = time.monotonic() - started
     output.close()
     (on_ch, on_level, on_s), (off_ch, off_level, off_s) = gpio.history[1:3]
     assert (on_ch, on_level, off_ch, off_level) == (12, 1, 12, 0)
-    assert off_s - on_s == pytest.approx(0.05, abs=0.02)
+    assert 0.05 <= off_s - on_s <= took_s
 
 
 def test_an_invalid_pin_is_an_output_error_naming_it(gpio: StandInJetsonGPIO) -> None:
@@ -304,14 +306,14 @@ def test_a_falling_edge_trigger_ignores_rising_edges(gpio: StandInJetsonGPIO) ->
 
 
 def test_bounce_ms_reaches_jetson_gpio_as_whole_milliseconds(gpio: StandInJetsonGPIO) -> None:
-    trigger = JetsonTrigger(JetsonTriggerConfig(pin=11, bounce_ms=30), gpio_module=gpio)
+    trigger = JetsonTrigger(JetsonTriggerConfig(pin=11, bounce_ms=100), gpio_module=gpio)
     edges: list[float] = []
     trigger.start(edges.append)
     for _ in range(3):  # a chattering contact
         gpio.drive(11, gpio.HIGH)
         gpio.drive(11, gpio.LOW)
     assert len(edges) == 1
-    time.sleep(0.04)
+    time.sleep(0.11)
     gpio.drive(11, gpio.HIGH)
     trigger.close()
     assert len(edges) == 2

@@ -103,7 +103,9 @@ def test_a_live_source_hands_the_newest_frame_to_a_slow_reader_and_counts_the_re
     source.is_live = True  # a file grabbed like a camera: the capture thread never waits for the reader
     source.open()
     try:
-        time.sleep(0.3)  # the whole file is grabbed meanwhile
+        deadline = time.monotonic() + 5.0
+        while source.frames_dropped < FRAME_COUNT - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # a reader busy elsewhere while the whole file is grabbed
         frame = source.read(timeout_s=1.0)
         assert frame is not None and frame.sequence == FRAME_COUNT - 1
         assert abs(float(frame.image.mean()) - _level(FRAME_COUNT - 1)) < 6

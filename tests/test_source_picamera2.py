@@ -306,8 +306,9 @@ def test_main_stream_frames_are_bgr_with_sensor_timestamps_and_every_buffer_retu
     assert all(b > a for a, b in itertools.pairwise(stamps))
     assert before < stamps[0] < time.monotonic()
     assert source.timestamp_fallbacks == 0
-    # the capture time is the sensor's, not the moment read() returned
-    assert stamps[1] - stamps[0] == pytest.approx(0.01, abs=0.004)
+    # the capture time is the sensor's (on its 10 ms frame grid), not the jittery moment read() returned
+    periods = [(b - a) / 0.01 for a, b in itertools.pairwise(stamps)]
+    assert all(p >= 0.99 and abs(p - round(p)) < 0.01 for p in periods), periods
     config = camera.camera_config
     assert config is not None
     assert config["main"]["format"] == "RGB888" and config["lores"] is None and config["buffer_count"] == 3

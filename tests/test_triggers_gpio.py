@@ -73,19 +73,19 @@ def test_a_floating_input_uses_active_high(
 
 
 def test_contact_bounce_within_bounce_ms_makes_one_edge(factory: MockFactory) -> None:
-    trigger = _trigger(factory, bounce_ms=30.0)
+    trigger = _trigger(factory, bounce_ms=100.0)
     edges: list[float] = []
     trigger.start(edges.append)
     pin = factory.pin(27)
-    assert pin.bounce == pytest.approx(0.03)  # handed to the pin library too
+    assert pin.bounce == pytest.approx(0.1)  # handed to the pin library too
     for _ in range(3):  # a chattering contact
         pin.drive_high()
         pin.drive_low()
     assert len(edges) == 1 and trigger.edges_ignored == 2
-    time.sleep(0.04)
+    time.sleep(0.11)
     pin.drive_high()  # the next part
     trigger.close()
-    assert len(edges) == 2 and edges[1] - edges[0] >= 0.03
+    assert len(edges) == 2 and edges[1] - edges[0] >= 0.1
 
 
 def test_without_debounce_every_edge_counts(factory: MockFactory) -> None:
