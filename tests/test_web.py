@@ -498,6 +498,14 @@ def test_first_run_page_only_from_this_machine(fresh: Flask) -> None:
     assert fresh.test_client().get("/setup", environ_base={"REMOTE_ADDR": "192.168.1.50"}).status_code == 404
     assert fresh.test_client().get("/setup", headers={"Host": "rebind.evil.example"}).status_code == 404
     assert fresh.test_client().get("/setup", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP", "Via"):  # relayed by a proxy on this machine
+        assert fresh.test_client().get("/setup", headers={header: "10.0.0.7"}).status_code == 404
+
+
+def test_first_run_page_can_be_turned_off(inspector: Inspector, tmp_path: Path) -> None:
+    web = web_config(tmp_path, db_path=tmp_path / "fresh.sqlite", first_run_page=False)
+    with web_app(inspector, web) as app:
+        assert app.test_client().get("/setup").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,12 +221,21 @@ def test_service_serves_pages_api_and_stream_over_http(config: AppConfig, tmp_pa
             assert response.headers["Server"] == "edge-inspect"
         with urllib.request.urlopen(server.url, timeout=5) as response:
             assert b'id="live-image"' in response.read()
+        with urllib.request.urlopen(server.url + "setup", timeout=5) as response:
+            assert response.status == 200  # no admin yet, asked from this machine
+        relayed = urllib.request.Request(server.url + "setup", headers={"X-Forwarded-For": "10.1.2.3"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(relayed, timeout=5)
+        assert refused.value.code == 404
+        refused.value.close()
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         connection.request("GET", "/stream.mjpg")
         stream = connection.getresponse()
         assert stream.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
         assert stream.read(9) == b"--frame\r\n"
         # the server ends live streams on the way down: leave this one open
+    assert stream.read() is not None  # ends (rather than hanging) once the server closed it
+    stream.close()
     connection.close()
     with pytest.raises(OSError):
         urllib.request.urlopen(server.url + "api/status", timeout=2)

@@ -38,6 +38,11 @@ class WebConfig(StrictModel):
     recent_results: int = Field(
         500, ge=10, le=10000, description="Latest part results kept in memory for /api/results."
     )
+    first_run_page: bool = Field(
+        True,
+        description="Offer /setup (create the first admin) to browsers on this machine while no admin exists; "
+        "set false when a reverse proxy on this machine forwards remote clients.",
+    )
     db_path: Path = Field(
         Path("var/web/web.sqlite"), description="SQLite file of web users and the audit log of admin changes."
     )

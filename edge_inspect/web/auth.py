@@ -144,12 +144,18 @@ def logout() -> BaseResponse:
     return redirect(url_for("live.index"))
 
 
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP", "Via")
+
+
 def _setup_allowed() -> bool:
-    """First-run page: only from this machine, only by its own name, only while there is no admin."""
+    """First-run page: only from this machine, by its own name, not relayed by a proxy, while no admin exists."""
+    ctx = web_context()
     return (
-        is_loopback(request.remote_addr)
+        ctx.config.first_run_page
+        and is_loopback(request.remote_addr)
         and is_local_host_header(request.host)
-        and not web_context().users.has_admin()
+        and not any(header in request.headers for header in FORWARDING_HEADERS)
+        and not ctx.users.has_admin()
     )
 
 

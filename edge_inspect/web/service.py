@@ -62,6 +62,8 @@ class WebServer:
                 asyncore_use_poll=True,
                 channel_timeout=60,
                 ident="edge-inspect",
+                # pass proxy headers through: Flask ignores them (no ProxyFix), the first-run page refuses them
+                clear_untrusted_proxy_headers=False,
             )
         except BaseException:
             sock.close()
