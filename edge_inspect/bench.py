@@ -38,6 +38,8 @@ from .services import start_services
 from .sources.replay import ReplaySource
 from .stats import percentile_summary
 
+MAX_FEED_FPS = 3000.0
+
 
 def rss_mb() -> float:
     """Resident set size now, MiB (Linux /proc; falls back to the peak elsewhere)."""
@@ -147,9 +149,13 @@ def _stream_viewer(inspector: Inspector, services: dict[str, Any]) -> Iterator[s
     stop = threading.Event()
 
     def watch() -> None:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            while not stop.is_set() and response.read(65536):
-                pass
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            while not stop.is_set():
+                try:
+                    if not response.read(65536):
+                        return
+                except TimeoutError:
+                    continue
 
     thread = threading.Thread(target=watch, name="bench-viewer", daemon=True)
     thread.start()
@@ -215,8 +221,24 @@ def run_pipeline(
     }
 
 
+def bench_config(config: AppConfig, scratch: Path) -> AppConfig:
+    """The config as benchmarked: defect logging on and the web view up (any free port, stream open to
+    viewers), both writing to ``scratch`` so a benchmark never touches the box's real data."""
+    web = config.web.model_copy(update={
+        "enabled": True, "port": 0, "viewer_login_required": False,
+        "db_path": scratch / "web.sqlite", "secret_key_path": scratch / "secret.key",
+    })
+    log = config.defect_log.model_copy(update={"enabled": True, "data_dir": scratch / "defect-log"})
+    return config.model_copy(update={"web": web, "defect_log": log})
+
+
 def run_bench(config: AppConfig, seconds: float, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """All three measurements, in one process, on this machine."""
+    with tempfile.TemporaryDirectory(prefix="ei-bench-") as scratch:
+        return _run_bench(bench_config(config, Path(scratch)), seconds, progress)
+
+
+def _run_bench(config: AppConfig, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
     classifier = load_classifier(config.model)
     probe_source = ReplaySource(config.source.model_copy(update={"frames_per_second": 1000.0}))  # type: ignore[arg-type]
     probe_source.open()
@@ -229,7 +251,9 @@ def run_bench(config: AppConfig, seconds: float, progress: Callable[[str], None]
     with tempfile.TemporaryDirectory(prefix="ei-naive-") as tmp:
         naive = measure_naive(classifier, frames, regions, classifier.threshold, seconds, Path(tmp))
     progress(f"  {naive['fps']:.1f} parts/s")
-    overload_fps = ceiling["fps"] * 1.2
+    # 20 % more frames than the model can take keeps the classifier saturated; the cap keeps a trivially
+    # fast model from turning the run into a test of Python's frame bookkeeping.
+    overload_fps = min(ceiling["fps"] * 1.2, MAX_FEED_FPS)
     progress(f"pipeline at saturation: fed {overload_fps:.0f} frames/s for {seconds:.0f} s")
     throughput = run_pipeline(config, classifier, overload_fps, seconds)
     progress(f"  {throughput['fps']:.1f} parts/s")

@@ -124,6 +124,7 @@ def make_config(model: Path, frames: Path, **sections: dict[str, Any]) -> AppCon
         "model": {"path": str(model), "warmup_runs": 1},
         "line": {"travel_delay_ms": 60.0, "pulse_width_ms": 10.0},
         "outputs": {"reject": {"type": "simulated"}, "ready": {"type": "simulated"}, "alarm": {"type": "simulated"}},
+        "web": {"enabled": False},
     }
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}

@@ -25,7 +25,6 @@ def run(args: argparse.Namespace) -> int:
         print("edge-inspect: --seconds must be positive")
         return 2
     config = load_config(args.config)
-    config = config.model_copy(update={"web": config.web.model_copy(update={"enabled": False})})
     figures = run_bench(config, args.seconds, progress=lambda line: print(line, flush=True))
     print(json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict)}, indent=2))
     if args.json:
