@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ from types import FrameType
 from ..app import build_inspector, open_devices
 from ..config import load_config
 from ..events import StatusSnapshot
+from ..integrations.sdnotify import systemd_notify
 from ..report import build_report, collect, write_json_atomically
 from ..services import start_services
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     with open_devices(config) as devices:
         inspector = build_inspector(config, devices)
         report_sub = inspector.subscribe("report", max_items=max(args.max_parts or 0, 1) + 16) if args.report else None
-        with start_services(config, inspector):
+        with start_services(config, inspector), systemd_notify(inspector, os.environ):
             inspector.start(max_parts=args.max_parts)
             print(
                 f"edge-inspect: inspecting with model {devices.classifier.metadata.model_name} "
