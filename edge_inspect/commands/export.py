@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import re
-import time
-from datetime import datetime
 from pathlib import Path
 
 from ..config import load_config
 from ..errors import ConfigError
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
-_UNIT_S = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-
 
 def parse_time(text: str, now_s: float | None = None) -> float:
-    """Unix seconds from ISO 8601 (``2024-05-01``, ``2024-05-01T06:00``; local time unless an offset is
-    given) or a span before now (``30m``, ``12h``, ``7d``, ``2w``)."""
-    now_s = time.time() if now_s is None else now_s
-    relative = _RELATIVE.match(text.strip())
-    if relative:
-        return now_s - float(relative.group(1)) * _UNIT_S[relative.group(2)]
+    """``--since``/``--until``: ISO 8601 (local time unless an offset is given) or a span before now (7d)."""
+    from ..defect_log.timespec import parse_time as parse
+
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither an ISO time (2024-05-01T06:00) nor a span before now (12h, 7d)"
-        ) from None
-    return moment.timestamp()  # a naive time is local time
+        return parse(text, now_s)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
