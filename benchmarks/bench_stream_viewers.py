@@ -2,10 +2,11 @@
 
 The appliance (replay source fed faster than the classifier can go, the web view serving) runs
 throughout; measuring windows alternate between no viewer and N viewers reading the MJPEG stream from
-a separate process (as browsers on other machines would, but sharing this machine's CPUs: the worst
-case). Throughput is parts that got a classifier verdict per second. Prints the figures and the ratio.
+a separate process on this machine (standing in for browsers on other machines; it runs at nice 10 by
+default, --viewer-nice 0 makes it compete as an equal). Throughput is parts that got a classifier
+verdict per second. Prints the figures and the ratio.
 
-    .venv/bin/python benchmarks/bench_stream_viewers.py [--model MODEL.onnx] [--viewers 20] [--seconds 10]
+    .venv/bin/python benchmarks/bench_stream_viewers.py [--model MODEL.onnx] [--viewers 20] [--seconds 6]
 
 Without --model it uses models/default.onnx when present, else a small convolutional ONNX model it
 writes itself (random weights, 224x224 input: a few milliseconds per part on a CPU core).
@@ -100,8 +101,10 @@ def ceiling_parts_per_s(classifier: OnnxClassifier, frame: np.ndarray, regions: 
     return done / seconds
 
 
-def viewers_main(url: str, count: int, seconds: float) -> None:
+def viewers_main(url: str, count: int, seconds: float, nice: int) -> None:
     """Child process: ``count`` clients reading the MJPEG stream for ``seconds``; prints what they got."""
+    if nice:
+        os.nice(nice)  # stands in for browsers on other machines: their CPU is not the appliance's
     received = [0] * count
     frames = [0] * count
 
@@ -109,7 +112,7 @@ def viewers_main(url: str, count: int, seconds: float) -> None:
         end = time.monotonic() + seconds
         with urllib.request.urlopen(url, timeout=10) as response:
             while time.monotonic() < end:
-                chunk = response.read(16384)
+                chunk = response.read1(65536)
                 if not chunk:
                     break
                 received[index] += len(chunk)
@@ -123,13 +126,36 @@ def viewers_main(url: str, count: int, seconds: float) -> None:
     print(json.dumps({"bytes": sum(received), "frames_per_viewer_s": [f / seconds for f in frames]}))
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, grouped: inspection loop, web view, other (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    groups = {"inspection": 0.0, "web": 0.0, "other": 0.0}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        name = thread.name
+        group = "inspection" if name.startswith("ei-") else (
+            "web" if name.startswith(("web", "waitress")) else "other")
+        groups[group] += seconds
+    return groups
+
+
 def measure(inspector: Inspector, seconds: float) -> dict[str, float]:
-    before, meter = inspector.status(), CpuMeter()
+    before, meter, cpu_before = inspector.status(), CpuMeter(), thread_cpu_s()
     time.sleep(seconds)
-    after = inspector.status()
+    after, cpu_after = inspector.status(), thread_cpu_s()
     decided = (after.good + after.defect) - (before.good + before.defect)
-    return {"parts_per_s": decided / seconds, "cpu_percent": meter.percent(),
-            "failsafe_per_s": (after.failsafe - before.failsafe) / seconds}
+    return {
+        "parts_per_s": decided / seconds,
+        "failsafe_per_s": (after.failsafe - before.failsafe) / seconds,
+        "process_cpu_percent": meter.percent(),
+        **{f"{group}_cpu_percent": 100.0 * (cpu_after[group] - cpu_before[group]) / seconds for group in cpu_after},
+        "load_average_1min": os.getloadavg()[0],
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -162,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 quiet = measure(inspector, args.seconds)
                 viewers = subprocess.Popen(
                     [sys.executable, __file__, "--viewers-only", server.stream_url, str(args.viewers),
-                     str(args.seconds + 3.0)],
+                     str(args.seconds + 3.0), str(args.viewer_nice)],
                     stdout=subprocess.PIPE, text=True,
                 )
                 time.sleep(2.0)  # all viewers connected and streaming
@@ -174,43 +200,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rounds.append({"none": quiet, "viewers": watched, "connected": connected,
                                "viewer_fps_min": min(got["frames_per_viewer_s"]),
                                "stream_mb_s": got["bytes"] / (args.seconds + 3.0) / 1e6})
-                print(f"round {index + 1}: none {quiet['parts_per_s']:.1f} parts/s, "
+                print(f"round {index + 1}: none {quiet['parts_per_s']:.1f} parts/s "
+                      f"(web threads {quiet['web_cpu_percent']:.1f}% of a core), "
                       f"{connected} viewers {watched['parts_per_s']:.1f} parts/s "
-                      f"(each viewer >= {rounds[-1]['viewer_fps_min']:.1f} fps, "
-                      f"{rounds[-1]['stream_mb_s']:.1f} MB/s streamed)", flush=True)
+                      f"(web threads {watched['web_cpu_percent']:.1f}%; each viewer >= "
+                      f"{rounds[-1]['viewer_fps_min']:.1f} fps, {rounds[-1]['stream_mb_s']:.1f} MB/s streamed; "
+                      f"load {watched['load_average_1min']:.1f})", flush=True)
                 time.sleep(1.0)  # let the viewers' connections close before the next quiet window
             inspector.stop()
         none = statistics.median(r["none"]["parts_per_s"] for r in rounds)
         watched = statistics.median(r["viewers"]["parts_per_s"] for r in rounds)
+        paired = statistics.median(r["viewers"]["parts_per_s"] / r["none"]["parts_per_s"] for r in rounds)
         return {
             "machine": {"cpus": os.cpu_count(), "platform": os.uname().machine, "python": sys.version.split()[0]},
             "model": f"{classifier.metadata.model_name} {classifier.metadata.model_version}",
             "ceiling_parts_per_s": ceiling,
             "feed_frames_per_s": feed_fps,
             "viewers": args.viewers,
+            "viewer_nice": args.viewer_nice,
             "seconds_per_window": args.seconds,
             "parts_per_s_no_viewer": none,
             "parts_per_s_with_viewers": watched,
             "ratio": watched / none if none else float("nan"),
+            "ratio_median_of_rounds": paired,
+            "web_cpu_percent_no_viewer": statistics.median(r["none"]["web_cpu_percent"] for r in rounds),
+            "web_cpu_percent_with_viewers": statistics.median(r["viewers"]["web_cpu_percent"] for r in rounds),
             "rounds": rounds,
         }
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "--viewers-only":
-        viewers_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--viewers-only":
+        viewers_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="ONNX model (default: models/default.onnx, else a generated CNN)")
     parser.add_argument("--viewers", type=int, default=20, help="concurrent MJPEG viewers")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measuring window")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating none/viewers windows (median)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each measuring window")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating none/viewers windows (median)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the first window")
+    parser.add_argument("--viewer-nice", type=int, default=10,
+                        help="nice value of the viewers' process (0: they compete with the appliance as equals)")
     parser.add_argument("--json", type=Path, help="write every figure as JSON")
     args = parser.parse_args()
     figures = run(args)
     print(f"no viewer: {figures['parts_per_s_no_viewer']:.1f} parts/s; {args.viewers} viewers: "
           f"{figures['parts_per_s_with_viewers']:.1f} parts/s; ratio {figures['ratio']:.3f} "
+          f"(median of per-round ratios {figures['ratio_median_of_rounds']:.3f}); web threads "
+          f"{figures['web_cpu_percent_no_viewer']:.1f}% -> {figures['web_cpu_percent_with_viewers']:.1f}% of a core "
           f"(model {figures['model']}, ceiling {figures['ceiling_parts_per_s']:.1f} parts/s, "
           f"{figures['machine']['cpus']} CPUs)")
     if args.json:

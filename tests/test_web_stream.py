@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -23,6 +26,7 @@ from edge_inspect.errors import ConfigError
 from edge_inspect.events import RegionResult, Verdict
 from edge_inspect.pipeline import Inspector
 from edge_inspect.web.feed import ResultFeed
+from edge_inspect.web.priority import lower_this_thread
 from edge_inspect.web.render import GREEN, RED, draw_overlay, reduce
 from edge_inspect.web.service import web_service
 from edge_inspect.web.stream import FrameStreamer, View
@@ -199,6 +203,25 @@ def test_feed_rings_are_bounded(config: AppConfig) -> None:
         assert "web" not in inspector.bus.dropped()  # unsubscribed
 
 
+def test_thumbnail_work_has_a_ceiling_however_many_parts_are_rejected(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[int] = []
+    real = ResultFeed._thumbnail
+    monkeypatch.setattr(ResultFeed, "_thumbnail", lambda self, result: made.append(1) or real(self, result))
+    with running(build_inspector(config)) as inspector:
+        feed = ResultFeed(inspector, rejects_kept=4)
+        try:
+            start = time.monotonic()
+            time.sleep(2.0)
+            elapsed = time.monotonic() - start
+            rejected = inspector.status().rejected
+        finally:
+            feed.close()
+    assert rejected > 60  # 200 parts/s, a quarter of them defects
+    assert len(made) <= 4 * (elapsed / ResultFeed.THUMBNAIL_PERIOD_S + 1)
+
+
 # ------------------------------------------------------------------------------------- waitress service
 
 
@@ -234,7 +257,8 @@ def test_service_serves_pages_api_and_stream_over_http(config: AppConfig, tmp_pa
         assert stream.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
         assert stream.read(9) == b"--frame\r\n"
         # the server ends live streams on the way down: leave this one open
-    assert stream.read() is not None  # ends (rather than hanging) once the server closed it
+    with contextlib.suppress(http.client.IncompleteRead):
+        stream.read()  # ends (cleanly, or cut off) once the server has closed, rather than hanging
     stream.close()
     connection.close()
     with pytest.raises(OSError):
@@ -281,3 +305,42 @@ def test_services_start_the_web_view_when_enabled(config: AppConfig, tmp_path: P
         urllib.request.urlopen(services["web"].url + "api/counters", timeout=5) as response,
     ):
         assert "inspected" in json.load(response)
+
+
+# ------------------------------------------------------------------------------------- priority
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+
+
+@linux_only
+def test_web_threads_run_nicer_than_the_inspection_loop(view: ChangingView) -> None:
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    streamer = FrameStreamer(view, thread_nice=7)
+    stream = streamer.open_stream()
+    assert stream is not None and streamer._thread is not None
+    next(stream)
+    encoder_tid = streamer._thread.native_id
+    assert encoder_tid is not None
+    assert os.getpriority(os.PRIO_PROCESS, encoder_tid) == min(19, base + 7)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller keeps its own
+    stream.close()
+    streamer.close()
+
+
+@linux_only
+def test_lowering_happens_once_per_thread() -> None:
+    seen: list[tuple[int, int]] = []
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        lower_this_thread(3)
+        lower_this_thread(3)
+        seen.append((before, os.getpriority(os.PRIO_PROCESS, tid)))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    ((before, after),) = seen
+    assert after == min(19, before + 3)

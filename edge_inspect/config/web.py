@@ -20,6 +20,9 @@ class WebConfig(StrictModel):
     worker_threads: int = Field(
         8, ge=2, le=64, description="Server threads for pages and the JSON API (stream viewers get their own)."
     )
+    thread_nice: int = Field(
+        10, ge=0, le=19, description="Web threads run this much nicer than inspection (Linux; 0: same priority)."
+    )
     viewer_login_required: bool = Field(
         False, description="False: the live page and JSON API are readable without login (read-only)."
     )

@@ -20,6 +20,7 @@ from . import admin, api, auth, live
 from .audit import AuditLog
 from .context import EXTENSION_KEY, WebContext, web_context
 from .feed import ResultFeed
+from .priority import lower_this_thread
 from .security import SECURITY_HEADERS, LoginThrottle, csrf_token, load_or_create_secret_key
 from .stream import FrameStreamer, inspector_view
 from .users import ROLES, User, UserError, UserStore
@@ -67,6 +68,7 @@ def create_app(
             results_kept=config.recent_results,
             rejects_kept=config.filmstrip_rejects,
             thumbnail_width_px=config.thumbnail_width_px,
+            thread_nice=config.thread_nice,
         ),
         streamer=FrameStreamer(
             lambda: inspector_view(inspector),
@@ -74,10 +76,12 @@ def create_app(
             max_width_px=config.stream_max_width_px,
             jpeg_quality=config.stream_jpeg_quality,
             max_viewers=config.stream_max_viewers,
+            thread_nice=config.thread_nice,
         ),
         throttle=LoginThrottle(config.login_max_failures, config.login_lockout_s),
         models_dir=models_dir or config.model_dir or inspector.config.model.path.parent,
     )
+    app.before_request(lambda: lower_this_thread(config.thread_nice))  # waitress workers, once each
     app.before_request(auth.load_user)
     app.before_request(auth.check_csrf)
     app.after_request(_headers)

@@ -2,13 +2,15 @@
 
 It reads its own bounded subscription in its own thread (the loop never waits on it; if it falls
 behind, the bus drops its copies and counts them under ``web``), keeps summaries without images, and
-keeps small JPEG thumbnails of the latest rejects only: both rings are fixed-size.
+small JPEG thumbnails of the latest rejects only, made at most every half second: both rings are
+fixed-size, and so is the work per second however many parts are rejected.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from ..bus import Subscription
 from ..events import PartResult
 from ..pipeline import Inspector
+from .priority import lower_this_thread
 from .render import render_jpeg
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,8 @@ class RejectThumbnail:
 class ResultFeed:
     """Consumer thread filling two bounded rings from the inspector's bus."""
 
-    BATCH_PAUSE_S = 0.1  # take results in batches: at high rates only the last few rejects get a thumbnail
+    BATCH_PAUSE_S = 0.1  # take results in batches, not one wake-up per part
+    THUMBNAIL_PERIOD_S = 0.5  # thumbnails at most every this often, of the latest rejects only
 
     def __init__(
         self,
@@ -89,12 +93,17 @@ class ResultFeed:
         thumbnail_width_px: int = 200,
         queue_items: int | None = None,
         name: str = "web",
+        thread_nice: int = 0,
     ) -> None:
         self._inspector = inspector
+        self.thread_nice = thread_nice
         self.rejects_kept = rejects_kept
         self.thumbnail_width_px = thumbnail_width_px
         self._results: deque[ResultSummary] = deque(maxlen=results_kept)
         self._rejects: deque[RejectThumbnail] = deque(maxlen=rejects_kept)
+        # Rejects waiting for their thumbnail: at most rejects_kept frames held, for at most a period.
+        self._pending: deque[tuple[ResultSummary, PartResult]] = deque(maxlen=rejects_kept)
+        self._next_thumbnails_ts_s = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._subscription: Subscription[PartResult] = inspector.subscribe(name, queue_items)
@@ -102,25 +111,37 @@ class ResultFeed:
         self._thread.start()
 
     def _consume(self) -> None:
+        lower_this_thread(self.thread_nice)
         while not self._stop.is_set():
+            batch: list[PartResult] = []
             first = self._subscription.get(timeout_s=0.25)
-            if first is None:
-                continue
-            batch = [first]
-            while (item := self._subscription.get(timeout_s=0)) is not None:
-                batch.append(item)
+            if first is not None:
+                batch.append(first)
+                while (item := self._subscription.get(timeout_s=0)) is not None:
+                    batch.append(item)
             try:
                 self._take(batch)
+                self._make_thumbnails()
             except Exception:  # keep consuming: one odd result must not blank the view for the shift
                 log.exception("web view: cannot take %d result(s)", len(batch))
-            self._stop.wait(self.BATCH_PAUSE_S)
+            if batch:
+                self._stop.wait(self.BATCH_PAUSE_S)
 
     def _take(self, batch: list[PartResult]) -> None:
         summaries = [ResultSummary.of(result) for result in batch]
-        rejects = [(r, s) for r, s in zip(batch, summaries) if r.is_rejected][-self.rejects_kept :]
-        thumbnails = [RejectThumbnail(summary, self._thumbnail(result)) for result, summary in rejects]
+        self._pending.extend((s, r) for s, r in zip(summaries, batch) if r.is_rejected)
         with self._lock:
             self._results.extend(summaries)
+
+    def _make_thumbnails(self) -> None:
+        """At high reject rates only the newest few get a picture, so the cost has a ceiling."""
+        now = time.monotonic()
+        if not self._pending or now < self._next_thumbnails_ts_s:
+            return
+        thumbnails = [RejectThumbnail(summary, self._thumbnail(result)) for summary, result in self._pending]
+        self._pending.clear()
+        self._next_thumbnails_ts_s = now + self.THUMBNAIL_PERIOD_S
+        with self._lock:
             self._rejects.extend(thumbnails)
 
     def _thumbnail(self, result: PartResult) -> bytes | None:

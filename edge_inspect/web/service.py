@@ -17,6 +17,7 @@ from ..config.web import WebConfig
 from ..errors import ConfigError
 from ..pipeline import Inspector
 from . import close_app, create_app
+from .priority import lower_this_thread
 from .users import UserStore
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class WebServer:
             raise
         self.host = config.host
         self.port: int = int(self._server.effective_port)
-        self._thread = threading.Thread(target=self._server.run, name="web-server", daemon=True)
+        self._nice = config.thread_nice
+        self._thread = threading.Thread(target=self._run, name="web-server", daemon=True)
 
     @property
     def url(self) -> str:
@@ -81,6 +83,10 @@ class WebServer:
     @property
     def stream_url(self) -> str:
         return self.url + "stream.mjpg"
+
+    def _run(self) -> None:
+        lower_this_thread(self._nice)
+        self._server.run()
 
     def start(self) -> None:
         self._thread.start()

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..events import RegionResult, Verdict
 from ..pipeline import Inspector
+from .priority import lower_this_thread
 from .render import render_jpeg
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class EncodedFrame:
     sequence: int  # rises by one per encoded frame
     jpeg: bytes
     encoded_ts_s: float
+    chunk: bytes  # the multipart part every viewer sends, built once
 
 
 def inspector_view(inspector: Inspector) -> View | None:
@@ -76,12 +78,14 @@ class FrameStreamer:
         jpeg_quality: int = 70,
         max_viewers: int = 20,
         clock: Callable[[], float] = time.monotonic,
+        thread_nice: int = 0,
     ) -> None:
         self._view = view
         self.period_s = 1.0 / max_fps
         self.max_width_px = max_width_px
         self.jpeg_quality = jpeg_quality
         self.max_viewers = max_viewers
+        self.thread_nice = thread_nice
         self._clock = clock
         self._cond = threading.Condition()
         self._closing = threading.Event()
@@ -118,6 +122,7 @@ class FrameStreamer:
         return render_jpeg(view.image, view.regions, view.verdict, self.max_width_px, self.jpeg_quality)
 
     def _encode_loop(self) -> None:
+        lower_this_thread(self.thread_nice)
         last_key: tuple[object, ...] | None = None
         next_ts = self._clock()
         while True:
@@ -138,7 +143,7 @@ class FrameStreamer:
                     self.frames_encoded += 1
                     with self._cond:
                         sequence = self._latest.sequence + 1 if self._latest else 1
-                        self._latest = EncodedFrame(sequence, jpeg, self._clock())
+                        self._latest = EncodedFrame(sequence, jpeg, self._clock(), multipart_chunk(jpeg))
                         self._cond.notify_all()
             next_ts = max(next_ts + self.period_s, self._clock())  # never burst to catch up
             self._closing.wait(max(0.0, next_ts - self._clock()))
@@ -198,7 +203,7 @@ class ViewerStream:
             self.close()
             raise StopIteration
         self._last_sequence = frame.sequence
-        return multipart_chunk(frame.jpeg)
+        return frame.chunk
 
     def close(self) -> None:
         if not self._is_closed:
