@@ -137,6 +137,8 @@ class Inspector:
         self.parts_finished = 0
         self._all_done = threading.Event()
         self._loop_beats: dict[str, float] = {}
+        self._inference_started_ts_s: float | None = None
+        self._last_frame_ts_s = clock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -356,8 +358,12 @@ class Inspector:
                 continue
             now = self._clock()
             if frame is None:
-                self._drain_triggers(now, camera_ok=True)
+                silent_s = now - self._last_frame_ts_s
+                if silent_s > self.config.inspection.camera_timeout_ms / 1000.0:
+                    self._raise_fault("camera", f"camera: no frame for {silent_s:.1f} s")
+                self._drain_triggers(now, camera_ok=silent_s <= self.config.trigger.max_frame_offset_ms / 1000.0)
                 continue
+            self._last_frame_ts_s = now
             self._latest_frame = frame
             self._clear_fault("camera")
             if not self._accepting.is_set():
@@ -440,9 +446,11 @@ class Inspector:
             if self._clock() > job.deadline_ts_s:
                 continue  # already too late: the actuator fail-safes it; don't spend CPU on it
             classifier, threshold = self._classifier, self._threshold
+            self._inference_started_ts_s = self._clock()
             try:
                 scores = classifier.classify(job.frame.image, self._regions)
             except Exception as error:  # any inference failure must become a fail-safe reject
+                self._inference_started_ts_s = None
                 self.counters.count_classifier_error()
                 self._consecutive_classifier_errors += 1
                 self._problems.warning("classify", f"classifier failed on part {job.part_id}: {error!r}")
@@ -451,8 +459,10 @@ class Inspector:
                 with self._cond:
                     self._tracker.fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)
                 continue
+            self._inference_started_ts_s = None
             self._consecutive_classifier_errors = 0
             self._clear_fault("classifier")
+            self._clear_fault("inference-stall")
             regions = tuple(
                 RegionResult(
                     s.region.name,
@@ -490,6 +500,7 @@ class Inspector:
                 self._finish(part, now, pulse_s=pulse_s)
             self._release_pulse(self._clock())
             self._beat_heartbeat(self._clock())
+            self._watch_inference(self._clock())
             if self._accepting.is_set() is False and self._running.is_set():
                 with self._cond:
                     idle = len(self._tracker) == 0
@@ -506,6 +517,12 @@ class Inspector:
         if self.config.outputs.ready_heartbeat_period_ms > 0:
             candidates.append(self._next_heartbeat_ts_s - now)
         return max(min(candidates), 0.0)
+
+    def _watch_inference(self, now: float) -> None:
+        """An inference running past the latency budget is a stall: FAULT now, not at the next part."""
+        started = self._inference_started_ts_s
+        if started is not None and now - started > self.config.line.latency_budget_s:
+            self._raise_fault("inference-stall", f"inference stalled for {(now - started) * 1000.0:.0f} ms")
 
     def _beat_heartbeat(self, now: float) -> None:
         period_s = self.config.outputs.ready_heartbeat_period_ms / 1000.0

@@ -278,3 +278,77 @@ def test_swap_classifier_drops_no_part(config: AppConfig) -> None:
     inspector.stop()
     results = collect(subscription)
     assert len(results) == 40 and all(r.verdict is not Verdict.FAILSAFE for r in results)
+
+
+class StallingClassifier(SlowClassifier):
+    """Hangs on the first part until released (a stuck inference), then works normally."""
+
+    def __init__(self, inner: OnnxClassifier) -> None:
+        super().__init__(inner, 0.0)
+        self.release = threading.Event()
+
+    def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
+        self.release.wait(10)
+        return self.inner.classify(image, regions)
+
+
+def wait_for(predicate: object, timeout_s: float = 5.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_stalled_inference_is_noticed_within_the_budget_and_recovers(config: AppConfig) -> None:
+    stalling = StallingClassifier(OnnxClassifier(config.model.path, warmup_runs=0))
+    inspector = build(config, stalling)
+    subscription = inspector.subscribe("test", max_items=1000)
+    inspector.start()
+    assert wait_for(lambda: inspector.state is RunState.FAULT)
+    assert "inference stalled" in (inspector.status().fault_reason or "")
+    assert isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
+    # noticed within budget (58 ms) plus the watchdog's period, well before the stall ends
+    stalled_ms = float((inspector.status().fault_reason or "").split("stalled for ")[1].split(" ms")[0])
+    assert 58 < stalled_ms < 58 + 100
+    assert wait_for(lambda: any(r.is_rejected for r in collect(subscription)))  # parts meanwhile: fail-safe
+    stalling.release.set()
+    assert wait_for(lambda: inspector.state is RunState.RUNNING)
+    assert not inspector.alarm.is_active
+    inspector.stop()
+    assert inspector.status().missed_deadlines > 0
+
+
+class SilentSource(FrameSource):
+    """A camera that is open but delivers nothing until told to (cable loose, trigger-mode camera)."""
+
+    name = "silent"
+
+    def __init__(self, inner: FrameSource) -> None:
+        self.inner = inner
+        self.delivering = threading.Event()
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def read(self, timeout_s: float = 1.0) -> Frame | None:
+        if not self.delivering.is_set():
+            time.sleep(min(timeout_s, 0.05))
+            return None
+        return self.inner.read(timeout_s)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_camera_timeout_faults_and_recovers(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(model_path, replay_folder, inspection={"camera_timeout_ms": 200.0})
+    source = SilentSource(create_source(config.source))
+    inspector = build(config, source=source)
+    inspector.start()
+    assert wait_for(lambda: inspector.state is RunState.FAULT)
+    assert "no frame for" in (inspector.status().fault_reason or "")
+    source.delivering.set()
+    assert wait_for(lambda: inspector.state is RunState.RUNNING)
+    inspector.stop()

@@ -274,6 +274,9 @@ class InspectionConfig(StrictModel):
     inference_queue_parts: int = Field(
         8, ge=1, le=1024, description="Parts waiting for the classifier; a full queue fail-safes the part."
     )
+    camera_timeout_ms: float = Field(
+        2000.0, gt=0, description="No frame for this long is a camera FAULT (parts then fail-safe), ms."
+    )
     event_queue_items: int = Field(
         256, ge=1, description="Per-consumer queue bound (log, web, MQTT); a full queue drops and counts."
     )
