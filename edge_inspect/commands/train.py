@@ -1,0 +1,83 @@
+"""``edge-inspect train DATA --out MODEL.onnx``: train a good/defect classifier on the CPU and export it.
+
+torch is imported only when the command runs, so the CLI works without the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("train", help="train a classifier on the CPU (needs the train extra)")
+    parser.add_argument("data", type=Path, help="folder with good/ and one folder per defect class (or defect/<type>/)")
+    parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    parser.add_argument("--epochs", type=_positive_int, default=40, help="most epochs (default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for split, augmentation and weights")
+    parser.add_argument("--input-size-px", type=_positive_int, default=128, help="square network input side")
+    parser.add_argument("--good-label", default="good", help="folder name of the pass class (default good)")
+    parser.add_argument(
+        "--group-pattern",
+        help="regex on the file name; files with the same match (or first group) stay on one side of the split",
+    )
+    parser.add_argument("--val-fraction", type=_open_fraction, default=0.2, help="share held out for validation")
+    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    parser.add_argument(
+        "--patience", type=_positive_int, default=8, help="epochs without better val loss before stopping"
+    )
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--color-order", choices=["GRAY", "RGB", "BGR"], default="GRAY", help="network input colours")
+    parser.add_argument("--model-name", default="parts-cnn")
+    parser.add_argument("--model-version", default="", help="default: today's date")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import require_train_extra
+
+    require_train_extra()
+    from ..train.trainer import TrainOptions, train_model
+
+    options = TrainOptions(
+        data_dir=args.data,
+        out_path=args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        input_size_px=args.input_size_px,
+        good_label=args.good_label,
+        group_pattern=args.group_pattern,
+        val_fraction=args.val_fraction,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        learning_rate=args.learning_rate,
+        model_name=args.model_name,
+        model_version=args.model_version,
+        color_order=args.color_order,
+    )
+    result = train_model(options, progress=lambda line: print(line, flush=True))
+    kinds = ", ".join(f"{kind} {hit}/{total}" for kind, (hit, total) in result.per_kind_found.items())
+    print(
+        f"wrote {result.out_path} ({result.out_path.stat().st_size / 1024:.0f} KiB) in {result.seconds:.0f} s: "
+        f"best epoch {result.best_epoch}/{result.epochs_run}, val loss {result.val_loss:.4f}, "
+        f"val AUROC {result.val_auroc:.4f}, threshold {result.threshold:.4f}, "
+        f"val escapes {result.escapes}, false rejects {result.false_rejects} of {result.val_count}; "
+        f"defects found per kind: {kinds}"
+    )
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable files: {', '.join(result.skipped)}")
+    return 0
