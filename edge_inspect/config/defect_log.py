@@ -41,7 +41,11 @@ class DefectLogConfig(StrictModel):
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of recorded frames and crops, 10-100.")
     thumbnail_width_px: int = Field(240, ge=64, le=640, description="Width of the review grid's thumbnails, px.")
     queue_items: int = Field(
-        512, ge=1, le=100_000, description="The log's own event queue; when full, parts are dropped and counted."
+        64,
+        ge=1,
+        le=10_000,
+        description="The log's own event queue; when full, parts are dropped and counted. Each waiting part "
+        "holds its frame in memory (4 MB at 1536x864), so this also bounds memory while the disk stalls.",
     )
     prune_interval_s: float = Field(
         10.0, gt=0, description="How often retention (budget, age, free space) is checked, seconds."

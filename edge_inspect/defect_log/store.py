@@ -82,8 +82,11 @@ class PartFilter:
         if self.until_s is not None:
             terms.append("captured_at_s < ?")
             params.append(self.until_s)
+        # With several values, "+" keeps SQLite off the (verdict|label, time) index: merging its ranges
+        # would need a sort of every match, while walking the time index stops after one page.
         if self.verdicts:
-            terms.append(f"verdict IN ({', '.join('?' * len(self.verdicts))})")
+            column = "verdict" if len(self.verdicts) == 1 else "+verdict"
+            terms.append(f"{column} IN ({', '.join('?' * len(self.verdicts))})")
             params.extend(self.verdicts)
         if self.min_score is not None:
             terms.append("max_score >= ?")
@@ -97,7 +100,8 @@ class PartFilter:
         if self.is_reviewed is not None:
             terms.append("label IS NOT NULL" if self.is_reviewed else "label IS NULL")
         if self.labels:
-            terms.append(f"label IN ({', '.join('?' * len(self.labels))})")
+            column = "label" if len(self.labels) == 1 else "+label"
+            terms.append(f"{column} IN ({', '.join('?' * len(self.labels))})")
             params.extend(self.labels)
         return " AND ".join(terms) or "1", params
 
@@ -187,10 +191,14 @@ class DefectStore:
         ).fetchone()
         return bool(row[0])
 
-    def count(self, where: PartFilter = PartFilter()) -> int:
+    def count(self, where: PartFilter = PartFilter(), cap: int | None = None) -> int:
+        """How many parts match; with ``cap``, counting stops at cap + 1 (bounded time at any size)."""
         clause, params = where.sql()
+        sql = f"SELECT COUNT(*) FROM parts WHERE {clause}"
+        if cap is not None:
+            sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM parts WHERE {clause} LIMIT {int(cap) + 1})"
         with self._connect() as conn:
-            return int(conn.execute(f"SELECT COUNT(*) FROM parts WHERE {clause}", params).fetchone()[0])
+            return int(conn.execute(sql, params).fetchone()[0])
 
     def neighbours(self, record: DefectRecord, where: PartFilter = PartFilter()) -> tuple[int | None, int | None]:
         """Ids of the next newer and next older matching part, for stepping through the detail view."""
@@ -227,8 +235,15 @@ class DefectStore:
             cursor = (found[-1]["captured_at_s"], found[-1]["id"])
 
     def model_versions(self) -> list[str]:
+        """Every model version in the log: one index probe per version (DISTINCT would read them all)."""
+        versions: list[str] = []
         with self._connect() as conn:
-            return [r[0] for r in conn.execute("SELECT DISTINCT model_version FROM parts ORDER BY model_version")]
+            while True:
+                after = versions[-1] if versions else ""
+                row = conn.execute("SELECT MIN(model_version) FROM parts WHERE model_version > ?", (after,)).fetchone()
+                if row[0] is None:
+                    return versions
+                versions.append(row[0])
 
     def alarm(self) -> str | None:
         """The writer's current alarm (low disk, damaged database), or None."""

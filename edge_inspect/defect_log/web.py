@@ -27,6 +27,7 @@ from .store import VERDICTS, Cursor, DefectStore, PartFilter, ReviewError, Unkno
 from .timespec import local_input_value, parse_time
 
 PAGE_ROWS = 48
+COUNT_CAP = 1000  # beyond this the grid says "more than 1,000": an exact count of a big match is a long scan
 MAX_PAGE_ROWS = 200
 FRAME_MAX_WIDTH_PX = 1280
 IMAGE_CACHE = "private, max-age=86400"  # a logged part's pictures never change
@@ -193,7 +194,7 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
     def grid_page(query: GridQuery, rows: int) -> tuple[Any, int]:
         before = Cursor.parse(request.args.get("before"))
         after = None if before is not None else Cursor.parse(request.args.get("after"))
-        return store.page(query.where, rows, before=before, after=after), store.count(query.where)
+        return store.page(query.where, rows, before=before, after=after), store.count(query.where, COUNT_CAP)
 
     @bp.route("/review/")
     def grid() -> str:
@@ -204,6 +205,7 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
             "review/grid.html",
             page=page,
             count=count,
+            count_cap=COUNT_CAP,
             query=query,
             rows=rows,
             since_value=local_input_value(query.where.since_s),
@@ -224,7 +226,8 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
         page, count = grid_page(query, _page_rows(request.args))
         return jsonify(
             {
-                "count": count,
+                "count": min(count, COUNT_CAP),
+                "count_is_capped": count > COUNT_CAP,
                 "older": page.older.token() if page.older else None,
                 "newer": page.newer.token() if page.newer else None,
                 "parts": [record_json(r) for r in page.records],
