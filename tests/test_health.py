@@ -57,13 +57,31 @@ class BrokenOutput(DigitalOutput):
         pass
 
 
-def build_inspector(config: AppConfig, reject: DigitalOutput | None = None) -> Inspector:
+class StuckClassifier:
+    """A real classifier whose inference can be made to hang."""
+
+    def __init__(self, inner: OnnxClassifier) -> None:
+        self.inner, self.metadata = inner, inner.metadata
+        self.release = threading.Event()
+        self.is_stuck = False
+
+    @property
+    def threshold(self) -> float:
+        return self.inner.threshold
+
+    def classify(self, image: Any, regions: Any = ()) -> Any:
+        if self.is_stuck:
+            self.release.wait(30)
+        return self.inner.classify(image, regions)
+
+
+def build_inspector(config: AppConfig, reject: DigitalOutput | None = None, classifier: Any = None) -> Inspector:
     source = StallableSource(create_source(config.source))
     source.open()
     return Inspector(
         config,
         source=source,
-        classifier=OnnxClassifier(config.model.path, warmup_runs=1),
+        classifier=classifier or OnnxClassifier(config.model.path, warmup_runs=1),
         reject=reject or SimulatedOutput(name="reject"),
         ready=SimulatedOutput(name="ready"),
         alarm=SimulatedOutput(name="alarm"),
@@ -162,3 +180,20 @@ def test_a_reject_output_that_cannot_be_written_makes_it_unready(config: AppConf
     assert body["checks"]["reject_output"] == {"ok": False, "detail": "reject output: GPIO17: write failed (chip gone)"}
     assert body["checks"]["inspecting"]["detail"].startswith("FAULT")
     inspector.close()
+
+
+def test_a_stuck_inference_makes_it_unready(config: AppConfig) -> None:
+    classifier = StuckClassifier(OnnxClassifier(config.model.path, warmup_runs=1))
+    inspector = build_inspector(config, classifier=classifier)
+    client = client_for(inspector)
+    inspector.start()
+    try:
+        wait_for(lambda: readyz(client)[0] == 200)
+        classifier.is_stuck = True
+        wait_for(lambda: not readyz(client)[1]["checks"]["model"]["ok"])
+        status, body = readyz(client)
+        assert status == 503 and body["checks"]["model"]["detail"].startswith("inference stalled")
+    finally:
+        classifier.is_stuck = False
+        classifier.release.set()
+        inspector.close()

@@ -68,7 +68,9 @@ def readiness_checks(
         elif now_s - beats[thread] > max_loop_silence_s:
             stuck.append(f"{thread} silent {now_s - beats[thread]:.1f} s")
     checks.append(Check("loop", not stuck, ", ".join(stuck) or "capture, inference and actuator threads alive"))
-    model_fault = _fault_mentions(status.fault_reason, "classifier:")
+    model_fault = _fault_mentions(status.fault_reason, "classifier:") or _fault_mentions(
+        status.fault_reason, "inference stalled"
+    )
     meta = inspector.classifier.metadata
     checks.append(
         Check("model", model_fault is None, model_fault or f"{meta.model_name} {meta.model_version} loaded")
