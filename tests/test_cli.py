@@ -43,17 +43,18 @@ def test_run_max_parts_writes_the_report(tmp_path: Path, model_path: Path, repla
     assert main(["run", "--config", str(config), "--max-parts", "24", "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["parts"] == 24 == report["good"] + report["defect"] + report["failsafe"]
-    assert (report["good"], report["defect"], report["failsafe"]) == (18, 6, 0)
+    assert report["failsafe"] == 0
     assert report["missed_deadlines"] == 0
     assert set(report["latency_ms"]) == {"p50", "p99", "max"}
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
     assert isinstance(report["dropped"], dict)
-    assert len(report["reject_actuations"]) == 6
-    assert all(a["width_ms"] >= 10.0 for a in report["reject_actuations"])
     rows = report["results"]
     assert len(rows) == 24
-    for row in rows:
+    for row in rows:  # which frames became parts depends on load (a busy reader skips frames), verdicts do not
         assert (row["verdict"] == "defect") == (row["image"] in {"part_06.png", "part_07.png"})
+    assert report["defect"] == sum(row["verdict"] == "defect" for row in rows) > 0
+    assert len(report["reject_actuations"]) == report["defect"]
+    assert all(a["width_ms"] >= 10.0 for a in report["reject_actuations"])
 
 
 def test_check_passes_and_prints_a_table(
