@@ -344,3 +344,19 @@ def test_lowering_happens_once_per_thread() -> None:
     thread.join()
     ((before, after),) = seen
     assert after == min(19, before + 3)
+
+
+def test_the_service_serves_qa_review_pages_when_the_defect_log_is_on(config: AppConfig, tmp_path: Path) -> None:
+    app_config = served_config(config, tmp_path).model_copy(
+        update={"defect_log": config.defect_log.model_copy(update={"enabled": True, "data_dir": tmp_path / "log"})}
+    )
+    with running(build_inspector(app_config)) as inspector, web_service(app_config, inspector) as server:
+        with urllib.request.urlopen(server.url + "review/", timeout=5) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            assert b'href="/review/"' in response.read()  # linked from the live page
+    plain = served_config(config, tmp_path)
+    with running(build_inspector(plain)) as inspector, web_service(plain, inspector) as server:
+        page = urllib.request.urlopen(server.url, timeout=5)
+        with page:
+            assert b"/review/" not in page.read()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, session
+from flask import Blueprint, Flask, Response, session, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -86,10 +86,19 @@ def create_app(
     app.before_request(auth.check_csrf)
     app.after_request(_headers)
     app.register_error_handler(HTTPException, _http_error)
-    app.context_processor(lambda: {"csrf_token": lambda: csrf_token(session), "user": auth.current_user()})
+    app.context_processor(
+        lambda: {"csrf_token": lambda: csrf_token(session), "user": auth.current_user(), "nav_links": _nav_links(app)}
+    )
     for blueprint in (live.bp, api.bp, auth.bp, admin.bp, *blueprints):
         app.register_blueprint(blueprint)
     return app
+
+
+OPTIONAL_PAGES = (("QA review", "review.grid"),)  # (label, endpoint) linked when a feature registered it
+
+
+def _nav_links(app: Flask) -> list[tuple[str, str]]:
+    return [(label, url_for(endpoint)) for label, endpoint in OPTIONAL_PAGES if endpoint in app.view_functions]
 
 
 def close_app(app: Flask) -> None:

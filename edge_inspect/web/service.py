@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask
+from flask import Blueprint, Flask
 from waitress import create_server
 
 from ..config.models import AppConfig
@@ -111,12 +111,23 @@ class WebServer:
         self._server.task_dispatcher.shutdown(timeout=5)
 
 
+def feature_blueprints(config: AppConfig) -> list[Blueprint]:
+    """Other features' pages this app serves when their config section is enabled (imported only then)."""
+    blueprints: list[Blueprint] = []
+    if config.defect_log.enabled:
+        from ..defect_log.store import DefectStore
+        from ..defect_log.web import review_blueprint
+
+        blueprints.append(review_blueprint(DefectStore(config.defect_log.data_dir), config.defect_log))
+    return blueprints
+
+
 @contextlib.contextmanager
 def web_service(config: AppConfig, inspector: Inspector) -> Iterator[WebServer]:
-    """Serve the operator view of ``inspector`` while the context lasts."""
+    """Serve the operator view of ``inspector`` (and enabled features' pages) while the context lasts."""
     web = config.web
     users = UserStore(web.db_path, web.password_min_length)
-    app = create_app(inspector, web, users)
+    app = create_app(inspector, web, users, blueprints=feature_blueprints(config))
     try:
         server = WebServer(app, web)
     except BaseException:
