@@ -228,3 +228,46 @@ def test_failsafe_parts_of_the_inspector_are_logged(tmp_path: Path) -> None:
         None,
         "[]",
     )
+
+
+def test_an_unusable_data_dir_is_a_config_error(tmp_path: Path) -> None:
+    from edge_inspect.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"defect_log.data_dir .* cannot be used"):
+        DefectLogWriter(log_config(blocker / "log"), QueueSource())
+
+
+def test_edge_inspect_run_records_through_the_service(model_path: Path, replay_folder: Path, tmp_path: Path) -> None:
+    from edge_inspect.cli import main
+
+    config = tmp_path / "line.toml"
+    config.write_text(
+        f"""
+[source]
+type = "replay"
+path = "{replay_folder.as_posix()}"
+frames_per_second = 50.0
+
+[model]
+path = "{model_path.as_posix()}"
+warmup_runs = 1
+
+[line]
+travel_delay_ms = 60.0
+
+[web]
+enabled = false
+
+[defect_log]
+enabled = true
+data_dir = "{(tmp_path / "log").as_posix()}"
+""",
+        encoding="utf-8",
+    )
+    report = tmp_path / "report.json"
+    assert main(["run", "--config", str(config), "--max-parts", "16", "--report", str(report)]) == 0
+    logged = rows(tmp_path / "log")
+    assert [r["verdict"] for r in logged] == ["defect"] * 4
+    assert json.loads(report.read_text())["dropped"]["defect_log"] == 0

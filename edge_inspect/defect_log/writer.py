@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config.defect_log import DefectLogConfig
+from ..errors import ConfigError
 from ..events import PartResult, Verdict
 from .images import ImageFiles, WrittenImages
 from .reconcile import ReconcileReport, reconcile
@@ -158,10 +159,13 @@ class DefectLogWriter:
         self._on_alarm = on_alarm
         self._clock = clock
         self.files = ImageFiles(images_root(config.data_dir), config.jpeg_quality, config.thumbnail_width_px)
-        self.files.root.mkdir(parents=True, exist_ok=True)
         self.guard = FreeSpaceGuard(self.files.root, int(config.min_free_disk_mb * 1e6), free_bytes)
         self.budget_bytes = int(config.disk_budget_mb * 1e6)
-        self._conn: sqlite3.Connection | None = open_db(config.data_dir)
+        try:
+            self.files.root.mkdir(parents=True, exist_ok=True)
+            self._conn: sqlite3.Connection | None = open_db(config.data_dir)
+        except (OSError, sqlite3.Error) as error:
+            raise ConfigError(f"defect_log.data_dir {config.data_dir} cannot be used: {error}") from None
         self.reconcile_report: ReconcileReport | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
