@@ -147,6 +147,13 @@ def test_results_api_newest_first_and_limited(client: FlaskClient, inspector: In
     assert len(client.get("/api/results").get_json()["results"]) <= 50
 
 
+def test_results_default_limit_respects_a_small_ring(inspector: Inspector, tmp_path: Path, users: UserStore) -> None:
+    with web_app(inspector, web_config(tmp_path, recent_results=10), users) as app:
+        client = app.test_client()
+        wait_for(lambda: len(client.get("/api/results").get_json()["results"]) == 10)
+        assert client.get("/api/results?limit=11").status_code == 400
+
+
 @pytest.mark.parametrize("limit", ["0", "-1", "abc", "1.5", "100000", ""])
 def test_results_api_refuses_a_bad_limit(client: FlaskClient, limit: str) -> None:
     response = client.get(f"/api/results?limit={limit}")

@@ -92,7 +92,7 @@ def counters() -> BaseResponse:
 def results() -> BaseResponse:
     ctx = web_context()
     most = ctx.config.recent_results
-    raw = request.args.get("limit", "50")
+    raw = request.args.get("limit", str(min(50, most)))
     if not raw.isdigit() or not 1 <= int(raw) <= most:
         return refuse(400, f"limit must be a whole number from 1 to {most}")
     return jsonify({"results": [r.to_json() for r in ctx.feed.results(int(raw))]})
