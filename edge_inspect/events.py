@@ -107,3 +107,4 @@ class StatusSnapshot:
     model_version: str
     threshold: float
     uptime_s: float
+    alarms: dict[str, str] = field(default_factory=dict)  # raised by consumers (e.g. QA disk low); no FAULT

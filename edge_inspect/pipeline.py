@@ -120,6 +120,7 @@ class Inspector:
         self._state = RunState.STOPPED
         self._fault_reason: str | None = None
         self._fault_sources: dict[str, str] = {}
+        self._alarms: dict[str, str] = {}
         self._next_part_id = 1
         self._max_parts: int | None = None
         self._accepting = threading.Event()
@@ -287,6 +288,7 @@ class Inspector:
             model_version=meta.model_version,
             threshold=self._threshold,
             uptime_s=now - self._started_ts_s,
+            alarms=dict(self._alarms),
         )
 
     def dropped(self) -> dict[str, int]:
@@ -307,6 +309,17 @@ class Inspector:
         self._write_quietly(self.alarm, True)
         self._write_quietly(self.ready, False)
 
+    def raise_alarm(self, key: str, reason: str) -> None:
+        """Assert ALARM and show ``reason`` without stopping the line (a consumer's problem, not the loop's)."""
+        if key not in self._alarms:
+            log.warning("ALARM: %s", reason)
+        self._alarms[key] = reason
+        self._write_quietly(self.alarm, True)
+
+    def clear_alarm(self, key: str) -> None:
+        if self._alarms.pop(key, None) is not None and not self._alarms and self._state is not RunState.FAULT:
+            self._write_quietly(self.alarm, False)
+
     def _clear_fault(self, key: str) -> None:
         if self._fault_sources.pop(key, None) is None:
             return
@@ -314,7 +327,7 @@ class Inspector:
         self._fault_reason = "; ".join(self._fault_sources.values()) or None
         if not self._fault_sources and self._running.is_set():
             self._state = RunState.RUNNING
-            self._write_quietly(self.alarm, False)
+            self._write_quietly(self.alarm, bool(self._alarms))
             self._write_quietly(self.ready, True)
 
     def _write_quietly(self, output: DigitalOutput | None, active: bool) -> None:

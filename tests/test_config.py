@@ -127,3 +127,14 @@ def test_config_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[s
     bad.write_text("[line]\ntravel_delay_ms = 'soon'\n", encoding="utf-8")
     assert main(["config", "validate", str(bad)]) == 2
     assert "line.travel_delay_ms" in capsys.readouterr().err
+
+
+def test_every_relative_path_follows_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "line.toml"
+    path.write_text('[defect_log]\ndata_dir = "log"\n[web]\ndb_path = "w/web.sqlite"\n', encoding="utf-8")
+    config = load_config(path)
+    assert config.defect_log.data_dir == tmp_path / "log"
+    assert config.web.db_path == tmp_path / "w" / "web.sqlite"
+    absolute = tmp_path / "abs.toml"
+    absolute.write_text('[defect_log]\ndata_dir = "/var/lib/edge-inspect/log"\n', encoding="utf-8")
+    assert load_config(absolute).defect_log.data_dir == Path("/var/lib/edge-inspect/log")

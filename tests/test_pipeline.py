@@ -355,3 +355,17 @@ def test_camera_timeout_faults_and_recovers(model_path: Path, replay_folder: Pat
     source.delivering.set()
     assert wait_for(lambda: inspector.state is RunState.RUNNING)
     inspector.stop()
+
+
+def test_a_consumer_alarm_asserts_alarm_without_stopping_the_line(config: AppConfig) -> None:
+    inspector = build(config)
+    inspector.start()
+    assert wait_for(lambda: inspector.state is RunState.RUNNING)
+    reason = "QA log: free disk below the floor, images paused"
+    inspector.raise_alarm("defect-log-disk", reason)
+    assert isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
+    status = inspector.status()
+    assert status.state is RunState.RUNNING and status.alarms == {"defect-log-disk": reason}
+    inspector.clear_alarm("defect-log-disk")
+    assert not inspector.alarm.is_active and inspector.status().alarms == {}
+    inspector.stop()

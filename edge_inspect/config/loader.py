@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
 from .models import AppConfig
@@ -48,23 +48,28 @@ def describe_validation_error(error: ValidationError) -> str:
     return f"{key}: {message}{more}"
 
 
-def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Make the file paths a config names relative to ``base_dir`` (the config file's folder)."""
-    for section, key in (("source", "path"), ("model", "path")):
-        value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
-        if isinstance(value, str) and not Path(value).is_absolute():
-            raw[section][key] = str(base_dir / value)
-    return raw
+def _resolve_paths(model: BaseModel, base_dir: Path) -> Any:
+    """Every relative Path in the tree made relative to ``base_dir`` (the config file's folder)."""
+    updates: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            updates[name] = base_dir / value
+        elif isinstance(value, BaseModel):
+            resolved = _resolve_paths(value, base_dir)
+            if resolved is not value:
+                updates[name] = resolved
+    return model.model_copy(update=updates) if updates else model
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> AppConfig:
     """Validate a parsed config tree; raise ConfigError naming the first bad key."""
-    if base_dir is not None:
-        raw = _resolve_paths(raw, base_dir)
     try:
-        return AppConfig.model_validate(raw)
+        config = AppConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from None
+    resolved: AppConfig = _resolve_paths(config, base_dir) if base_dir is not None else config
+    return resolved
 
 
 def parse_toml(text: str, origin: str) -> dict[str, Any]:
