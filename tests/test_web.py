@@ -126,6 +126,17 @@ def test_status_api_reports_the_running_inspector(client: FlaskClient, inspector
     assert body["latency_ms"]["p50"] > 0
     assert body["live"]["verdict"] in ("good", "defect")
     assert body["user"] is None
+    assert body["alarms"] == {}
+
+
+def test_alarms_show_without_a_fault(client: FlaskClient, admin: FlaskClient, inspector: Inspector) -> None:
+    inspector.raise_alarm("qa-disk", "defect log disk nearly full")
+    body = client.get("/api/status").get_json()
+    assert body["alarms"] == {"qa-disk": "defect log disk nearly full"} and body["state"] == "RUNNING"
+    assert 'id="alarm"' in client.get("/").get_data(as_text=True)
+    assert "ALARM: defect log disk nearly full" in admin.get("/admin/").get_data(as_text=True)
+    inspector.clear_alarm("qa-disk")
+    assert client.get("/api/status").get_json()["alarms"] == {}
 
 
 def test_counters_api(client: FlaskClient, inspector: Inspector) -> None:

@@ -10,7 +10,7 @@ from .base import StrictModel
 
 
 class WebConfig(StrictModel):
-    """The local web view and JSON API. Relative paths resolve against the working directory."""
+    """The local web view and JSON API."""
 
     enabled: bool = Field(True, description="Serve the web view while inspecting.")
     host: str = Field(

@@ -61,6 +61,7 @@ def status_json(ctx: WebContext) -> dict[str, Any]:
     return {
         "state": s.state.value,
         "fault_reason": s.fault_reason,
+        "alarms": s.alarms,
         "counters": counters_json(s),
         "latency_ms": {
             "window_s": LATENCY_WINDOW_S,

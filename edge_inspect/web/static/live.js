@@ -43,6 +43,9 @@
     const fault = byId("fault");
     fault.hidden = !s.fault_reason;
     text("fault", s.fault_reason ? `FAULT: ${s.fault_reason}` : "");
+    const alarms = Object.values(s.alarms || {});
+    byId("alarm").hidden = alarms.length === 0;
+    text("alarm", alarms.length ? `ALARM: ${alarms.join("; ")}` : "");
     text("model-name", `${s.model.name} ${s.model.version}`);
     text("threshold", num(s.threshold, 3));
     const c = s.counters;
