@@ -180,8 +180,6 @@ class Inspector:
         for thread in self._threads:
             thread.join(timeout=5.0)
         self._threads = []
-        if self.trigger is not None:
-            self.trigger.close()
         # Parts that could not drain in time get the fail-safe verdict, never a silent pass.
         now = float("inf")
         with self._cond:
@@ -195,6 +193,8 @@ class Inspector:
     def close(self) -> None:
         """Stop, then release every device."""
         self.stop()
+        if self.trigger is not None:
+            self.trigger.close()
         for device in (self.reject, self.ready, self.alarm):
             if device is not None:
                 try:
@@ -345,7 +345,8 @@ class Inspector:
     # ------------------------------------------------------------------ capture thread
 
     def _on_trigger_edge(self, edge_ts_s: float) -> None:
-        self._triggers.put(edge_ts_s)
+        if self._accepting.is_set():  # edges while stopped are not parts; the trigger stays armed for restart
+            self._triggers.put(edge_ts_s)
 
     def _capture_loop(self) -> None:
         retry_s = 0.5

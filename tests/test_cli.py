@@ -30,6 +30,11 @@ pulse_width_ms = 10.0
 
 [outputs.reject]
 type = "simulated"
+
+[web]
+port = 0
+db_path = "web/web.sqlite"
+secret_key_path = "web/secret.key"
 {extra}
 """,
         encoding="utf-8",

@@ -369,3 +369,21 @@ def test_a_consumer_alarm_asserts_alarm_without_stopping_the_line(config: AppCon
     inspector.clear_alarm("defect-log-disk")
     assert not inspector.alarm.is_active and inspector.status().alarms == {}
     inspector.stop()
+
+
+def test_stop_then_start_keeps_the_trigger_armed(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(model_path, replay_folder, trigger={"mode": "triggered", "input": {"type": "software"}})
+    trigger = SoftwareTrigger()
+    inspector = build(config, trigger=trigger)
+    subscription = inspector.subscribe("test")
+    results: list[PartResult] = []
+    for round_number in (1, 2):  # an operator's Stop, then Start
+        inspector.start()
+        time.sleep(0.05)
+        trigger.fire()
+        assert wait_for(lambda n=round_number: inspector.parts_finished == inspector.parts_started == n)
+        inspector.stop()
+        trigger.fire()  # an edge while stopped is not a part
+        results.extend(collect(subscription))
+    assert len(results) == 2 and all(r.verdict is not Verdict.FAILSAFE for r in results)
+    inspector.close()

@@ -125,13 +125,19 @@ def feature_blueprints(config: AppConfig) -> list[Blueprint]:
 @contextlib.contextmanager
 def web_service(config: AppConfig, inspector: Inspector) -> Iterator[WebServer]:
     """Serve the operator view of ``inspector`` (and enabled features' pages) while the context lasts."""
+    from ..integrations.health import health_blueprint
+    from ..integrations.metrics import metrics_blueprint
+
     web = config.web
     users = UserStore(web.db_path, web.password_min_length)
-    app = create_app(inspector, web, users, blueprints=feature_blueprints(config))
+    metrics = metrics_blueprint(inspector)  # a private registry per app; /metrics, /healthz, /readyz need no login
+    blueprints = [*feature_blueprints(config), metrics, health_blueprint(inspector)]
+    app = create_app(inspector, web, users, blueprints=blueprints)
     try:
         server = WebServer(app, web)
     except BaseException:
         close_app(app)
+        metrics.recorder.close()
         raise
     server.start()
     log.info("web view on %s", server.url)
@@ -144,3 +150,4 @@ def web_service(config: AppConfig, inspector: Inspector) -> Iterator[WebServer]:
         yield server
     finally:
         server.close()
+        metrics.recorder.close()
