@@ -327,3 +327,24 @@ def test_unit_and_scripts_are_where_the_docs_say() -> None:
     for name in ("deploy/install-pi.sh", "deploy/edge-inspect.service", "deploy/jetson/Dockerfile",
                  "deploy/examples/pi5-camera-module-3.toml", "deploy/examples/jetson-orin-nano.toml"):
         assert name in docs and (ROOT / name).exists(), name
+
+
+def test_deploy_configs_keep_all_data_under_var_lib() -> None:
+    """The unit's ProtectSystem=strict allows writes only to /var/lib/edge-inspect: no relative data path."""
+    from pydantic import BaseModel
+
+    def paths(model: BaseModel) -> list[Path]:
+        found: list[Path] = []
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, Path):
+                found.append(value)
+            elif isinstance(value, BaseModel):
+                found.extend(paths(value))
+        return found
+
+    for config_file in [*sorted((DEPLOY / "examples").glob("*.toml")), DEPLOY / "jetson" / "config.toml"]:
+        config = load_config(config_file)
+        writable = [config.defect_log.data_dir, config.web.db_path, config.web.secret_key_path]
+        assert all(p.is_relative_to("/var/lib/edge-inspect") for p in writable), config_file
+        assert all(p.is_relative_to("/") and not p.is_relative_to(DEPLOY) for p in paths(config)), config_file
