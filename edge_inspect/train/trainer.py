@@ -204,7 +204,7 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
             f"epoch {epoch:>3}/{options.epochs}  loss {loss:.4f}  val loss {val_loss:.4f}  "
             f"val AUROC {val_auroc:.4f}  {time.monotonic() - started:6.1f} s{'  *' if improved else ''}"
         )
-        if epoch - best_epoch >= options.patience:
+        if epoch - best_epoch >= options.patience and epoch < options.epochs:
             progress(f"early stop: validation loss has not improved for {options.patience} epochs")
             break
     network.load_state_dict(best_state)
