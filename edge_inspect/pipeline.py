@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from .bus import EventBus, Subscription
 from .classify import Region
-from .classify.base import Classifier
+from .classify.base import Classifier, StagedClassifier
+from .classify.onnx_classifier import PreparedParts
 from .config.models import AppConfig
 from .decision import decide, extend_pulse, is_defect, resolve
 from .errors import CameraError, OutputError
@@ -70,6 +71,9 @@ class _Job:
     deadline_ts_s: float
 
 
+_Prepared = tuple[_Job, Classifier, PreparedParts | None]
+
+
 @dataclass(frozen=True)
 class LiveView:
     """The newest classified frame with its region results, for the operator's screen."""
@@ -115,6 +119,7 @@ class Inspector:
         self._tracker = PartTracker(config.line.travel_delay_s, config.line.latency_budget_s)
         self._matcher = TriggerMatcher(config.trigger.max_frame_offset_ms / 1000.0)
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.inspection.inference_queue_parts)
+        self._prepared: queue.Queue[_Prepared | None] = queue.Queue(maxsize=2)
         self._triggers: queue.SimpleQueue[float] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._state = RunState.STOPPED
@@ -156,6 +161,7 @@ class Inspector:
             self.trigger.start(self._on_trigger_edge)
         self._threads = [
             threading.Thread(target=self._capture_loop, name="ei-capture", daemon=True),
+            threading.Thread(target=self._prepare_loop, name="ei-prepare", daemon=True),
             threading.Thread(target=self._inference_loop, name="ei-inference", daemon=True),
             threading.Thread(target=self._actuator_loop, name="ei-actuator", daemon=True),
         ]
@@ -448,9 +454,10 @@ class Inspector:
 
     # ------------------------------------------------------------------ inference thread
 
-    def _inference_loop(self) -> None:
+    def _prepare_loop(self) -> None:
+        """Crops and tensors for the next part while the model runs the previous one (2 cores, 2 stages)."""
         while self._running.is_set():
-            self._loop_beats["inference"] = self._clock()
+            self._loop_beats["prepare"] = self._clock()
             try:
                 job = self._jobs.get(timeout=0.2)
             except queue.Empty:
@@ -459,19 +466,48 @@ class Inspector:
                 break
             if self._clock() > job.deadline_ts_s:
                 continue  # already too late: the actuator fail-safes it; don't spend CPU on it
-            classifier, threshold = self._classifier, self._threshold
+            classifier = self._classifier
+            prepared = None
+            if isinstance(classifier, StagedClassifier):
+                try:
+                    prepared = classifier.prepare(job.frame.image, self._regions)
+                except Exception as error:  # a bad region or frame is a failed classification
+                    self._classification_failed(job, error)
+                    continue
+            self._hand_to_inference((job, classifier, prepared))
+        self._hand_to_inference(None)
+
+    def _hand_to_inference(self, item: _Prepared | None) -> None:
+        while self._running.is_set() or item is None:
+            try:
+                self._prepared.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if item is None:
+                    return
+
+    def _inference_loop(self) -> None:
+        while self._running.is_set():
+            self._loop_beats["inference"] = self._clock()
+            try:
+                item = self._prepared.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            job, classifier, prepared = item
+            if self._clock() > job.deadline_ts_s:
+                continue
+            threshold = self._threshold
             self._inference_started_ts_s = self._clock()
             try:
-                scores = classifier.classify(job.frame.image, self._regions)
+                if prepared is not None and isinstance(classifier, StagedClassifier):
+                    scores = classifier.infer(prepared)
+                else:
+                    scores = classifier.classify(job.frame.image, self._regions)
             except Exception as error:  # any inference failure must become a fail-safe reject
                 self._inference_started_ts_s = None
-                self.counters.count_classifier_error()
-                self._consecutive_classifier_errors += 1
-                self._problems.warning("classify", f"classifier failed on part {job.part_id}: {error!r}")
-                if self._consecutive_classifier_errors >= self.FAULT_AFTER_CLASSIFIER_ERRORS:
-                    self._raise_fault("classifier", f"classifier: {error}")
-                with self._cond:
-                    self._tracker.fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)
+                self._classification_failed(job, error)
                 continue
             self._inference_started_ts_s = None
             self._consecutive_classifier_errors = 0
@@ -494,6 +530,15 @@ class Inspector:
             self._live = LiveView(job.frame, regions, decision.verdict)
             with self._cond:
                 self._tracker.post_decision(job.part_id, decision)
+
+    def _classification_failed(self, job: _Job, error: Exception) -> None:
+        self.counters.count_classifier_error()
+        self._consecutive_classifier_errors += 1
+        self._problems.warning("classify", f"classifier failed on part {job.part_id}: {error!r}")
+        if self._consecutive_classifier_errors >= self.FAULT_AFTER_CLASSIFIER_ERRORS:
+            self._raise_fault("classifier", f"classifier: {error}")
+        with self._cond:
+            self._tracker.fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)
 
     # ------------------------------------------------------------------ actuator thread
 

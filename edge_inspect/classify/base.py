@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .metadata import ModelMetadata
-from .onnx_classifier import Region, RegionScore
+from .onnx_classifier import PreparedParts, Region, RegionScore
 
 
 class Classifier(Protocol):
@@ -20,3 +20,12 @@ class Classifier(Protocol):
     def threshold(self) -> float: ...
 
     def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]: ...
+
+
+@runtime_checkable
+class StagedClassifier(Classifier, Protocol):
+    """A classifier whose CPU preparation and model run can happen on different threads."""
+
+    def prepare(self, image: np.ndarray, regions: Sequence[Region] = ()) -> PreparedParts: ...
+
+    def infer(self, prepared: PreparedParts) -> list[RegionScore]: ...

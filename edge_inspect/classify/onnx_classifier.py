@@ -32,6 +32,15 @@ class Region:
 
 
 @dataclass(frozen=True)
+class PreparedParts:
+    """One part's regions as a model input tensor; ``tile_grids`` is (first row, rows, cols) per region."""
+
+    regions: tuple[Region, ...]
+    tensor: np.ndarray
+    tile_grids: tuple[tuple[int, int, int], ...] | None
+
+
+@dataclass(frozen=True)
 class RegionScore:
     """A region's defect score (0..1); for tiled models the worst tile's, with the tile grid kept."""
 
@@ -138,25 +147,41 @@ class OnnxClassifier:
 
     def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
         """Score each region of a BGR frame (the whole frame when no region is given) in one batch."""
-        regions = list(regions) or [whole_frame(image)]
-        crops = [region.crop(image) for region in regions]
-        for region, crop in zip(regions, crops):
+        return self.infer(self.prepare(image, regions))
+
+    def prepare(self, image: np.ndarray, regions: Sequence[Region] = ()) -> PreparedParts:
+        """The CPU-side half of ``classify``: crops (or tiles) turned into one input tensor.
+
+        Split from :meth:`infer` so the inspection loop can prepare the next part on one core while
+        the model runs on another.
+        """
+        chosen = tuple(regions) or (whole_frame(image),)
+        crops = [region.crop(image) for region in chosen]
+        for region, crop in zip(chosen, crops):
             if crop.size == 0:
                 raise ModelError(f"region {region.name!r} lies outside the {image.shape[1]}x{image.shape[0]} frame")
         if not self.metadata.is_tiled:
-            scores = self.score_crops(crops)
-            return [RegionScore(r, float(s)) for r, s in zip(regions, scores)]
-        return [self._classify_tiled(region, crop) for region, crop in zip(regions, crops)]
+            return PreparedParts(chosen, to_tensor(crops, self.metadata), None)
+        tiles: list[np.ndarray] = []
+        grids: list[tuple[int, int, int]] = []
+        for crop in crops:
+            positions = list(iter_tiles(crop, self.metadata))
+            rows = max(r for r, _, _ in positions) + 1
+            cols = max(c for _, c, _ in positions) + 1
+            grids.append((len(tiles), rows, cols))
+            tiles.extend(tile for _, _, tile in positions)  # row-major, as iter_tiles yields them
+        return PreparedParts(chosen, to_tensor(tiles, self.metadata), tuple(grids))
 
-    def _classify_tiled(self, region: Region, crop: np.ndarray) -> RegionScore:
-        tiles = list(iter_tiles(crop, self.metadata))
-        scores = self.score_crops([tile for _, _, tile in tiles])
-        rows = max(r for r, _, _ in tiles) + 1
-        cols = max(c for _, c, _ in tiles) + 1
-        grid = np.zeros((rows, cols), np.float32)
-        for (row, col, _), score in zip(tiles, scores):
-            grid[row, col] = score
-        return RegionScore(region, float(grid.max()), grid)
+    def infer(self, prepared: PreparedParts) -> list[RegionScore]:
+        """The model half of ``classify``: one session run, scores per region (worst tile if tiled)."""
+        scores = self.run_tensor(prepared.tensor)
+        if prepared.tile_grids is None:
+            return [RegionScore(r, float(s)) for r, s in zip(prepared.regions, scores)]
+        results = []
+        for region, (first, rows, cols) in zip(prepared.regions, prepared.tile_grids):
+            grid = scores[first : first + rows * cols].astype(np.float32).reshape(rows, cols)
+            results.append(RegionScore(region, float(grid.max()), grid))
+        return results
 
     def verify_selftest(self) -> None:
         """Refuse a model that does not reproduce the scores recorded when it was trained."""
