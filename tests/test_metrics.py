@@ -112,7 +112,7 @@ def test_counters_histograms_and_model_info_after_a_run(config: AppConfig) -> No
     assert one(samples, "edge_inspect_latency_budget_seconds") == pytest.approx(0.058)
     assert one(samples, "edge_inspect_yield_ratio") == pytest.approx(0.75)
     assert set(dict(k)["thread"] for k in samples["edge_inspect_loop_heartbeat_age_seconds"]) == {
-        "capture", "inference", "actuator"
+        "capture", "prepare", "inference", "actuator"
     }
 
     assert one(samples, "edge_inspect_inference_latency_seconds_count") == 16

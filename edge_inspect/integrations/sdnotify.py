@@ -2,7 +2,7 @@
 
 With ``Type=notify`` systemd waits for ``READY=1``; with ``WatchdogSec=`` it kills and restarts the
 service when ``WATCHDOG=1`` stops arriving. The feeder here pings only while every inspection thread
-(capture, inference, actuator) keeps going round its loop, so a hung camera read or a stuck inference
+(capture, prepare, inference, actuator) keeps going round its loop, so a hung camera read or a stuck inference
 gets the process restarted instead of silently rejecting every part forever. Outside systemd
 (no ``NOTIFY_SOCKET``) everything is a no-op.
 """
@@ -20,7 +20,7 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-LOOP_THREADS = ("capture", "inference", "actuator")
+LOOP_THREADS = ("capture", "prepare", "inference", "actuator")
 DEFAULT_TICK_S = 5.0  # STATUS= refresh period when systemd set no watchdog
 
 
