@@ -479,6 +479,7 @@ class Inspector:
 
     def _hand_to_inference(self, item: _Prepared | None) -> None:
         while self._running.is_set() or item is None:
+            self._loop_beats["prepare"] = self._clock()  # waiting on a busy model is not a stuck prepare
             try:
                 self._prepared.put(item, timeout=0.2)
                 return
