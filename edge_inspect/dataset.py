@@ -1,7 +1,7 @@
 """Labelled image folders: ``good/`` is the pass class, every other folder a defect class.
 
-Also accepts ``good/`` + ``defect/<type>/``. Pure listing, no decoding: training and evaluation decide
-how to read the images, and both name unusable folders the same way.
+Also accepts ``good/`` + ``defect/<type>/``. Pure listing, no decoding: training, evaluation and
+quantisation each decide how to read the images, and all name unusable folders the same way.
 """
 
 from __future__ import annotations
@@ -19,16 +19,32 @@ class LabelledImage:
     is_defect: bool
     defect_type: str | None  # folder name of the defect class, None for good parts
 
+    def class_folder(self, root: Path) -> str:
+        """The folder holding the image, relative to ``root`` ("good", "dent", "defect/scratch")."""
+        return self.path.parent.relative_to(root).as_posix()
 
-def list_labelled(root: Path, good_label: str = "good") -> list[LabelledImage]:
-    """Every image below ``root`` with its label; DataError naming the problem if unusable."""
-    if not root.is_dir():
+
+def class_folders(root: Path, good_label: str = "good") -> list[Path]:
+    """The class folders below ``root`` (hidden ones ignored); DataError unless ``good_label`` is one."""
+    if not root.exists():
         raise DataError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"data folder {root} is not a folder (expected one folder per class)")
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"data folder {root} has no class folders (expected {good_label}/ and defect folders)")
-    if good_label not in {p.name for p in classes}:
-        raise DataError(f"data folder {root} has no '{good_label}' folder for the pass class")
+    names = [p.name for p in classes]
+    if good_label not in names:
+        raise DataError(
+            f"data folder {root} has no '{good_label}' folder for the pass class (found: {', '.join(names)})"
+        )
+    return classes
+
+
+def list_labelled(root: Path, good_label: str = "good") -> list[LabelledImage]:
+    """Every image below ``root`` with its label; DataError naming the problem if unusable."""
+    root = Path(root)
+    classes = class_folders(root, good_label)
     items: list[LabelledImage] = []
     for folder in classes:
         is_defect = folder.name != good_label
@@ -42,5 +58,7 @@ def list_labelled(root: Path, good_label: str = "good") -> list[LabelledImage]:
     if n_good == 0:
         raise DataError(f"data folder {root}: '{good_label}/' holds no images")
     if n_good == len(items):
-        raise DataError(f"data folder {root}: only good images; at least one defect folder needs images")
+        others = [p.name for p in classes if p.name != good_label]
+        where = f"the defect folders ({', '.join(others)}) hold no images" if others else "there is no defect folder"
+        raise DataError(f"data folder {root}: only good images, {where}; add at least one defect folder with images")
     return items

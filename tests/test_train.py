@@ -17,8 +17,9 @@ from edge_inspect.classify.metadata import ModelMetadata
 from edge_inspect.classify.preprocess import to_tensor
 from edge_inspect.cli import main
 from edge_inspect.errors import DataError, EdgeInspectError
+from edge_inspect.evaluation import rates_at
 from edge_inspect.synth import GROUND_TRUTH_FILE, generate_dataset, read_ground_truth
-from edge_inspect.train import auroc, choose_threshold, count_errors, load_dataset, require_train_extra, split_dataset
+from edge_inspect.train import auroc, load_dataset, require_train_extra, split_dataset, widest_margin_threshold
 from edge_inspect.train.export import relative_error
 from edge_inspect.train.trainer import TrainOptions, base_metadata, train_model
 
@@ -59,15 +60,20 @@ def test_auroc_extremes() -> None:
     ],
 )
 def test_threshold_choice(scores: list[float], labels: list[int], expected: float) -> None:
-    chosen = choose_threshold(np.array(scores), np.array(labels, bool))
+    chosen = widest_margin_threshold(np.array(scores), np.array(labels, bool))
     assert chosen == pytest.approx(expected)
 
 
-def test_count_errors() -> None:
+def test_error_counts() -> None:
     scores, labels = np.array([0.1, 0.6, 0.4, 0.9]), np.array([False, False, True, True])
-    assert count_errors(scores, labels, 0.5) == (1, 1)
-    assert count_errors(scores, labels, 0.6) == (1, 1)  # at the threshold is a reject
-    assert count_errors(scores, labels, 0.05) == (0, 2)
+
+    def errors(threshold: float) -> tuple[int, int]:
+        rates = rates_at(scores, labels, threshold)
+        return rates.false_negative, rates.false_positive
+
+    assert errors(0.5) == (1, 1)
+    assert errors(0.6) == (1, 1)  # at the threshold is a reject
+    assert errors(0.05) == (0, 2)
 
 
 # -- data folders ---------------------------------------------------------------------------------
@@ -92,6 +98,11 @@ def _file_not_folder(root: Path) -> Path:
 def _empty_defect_folder(root: Path) -> Path:
     (root / "defect").mkdir(parents=True)
     return _folder(root, kinds={})
+
+
+def _no_good_folder(root: Path) -> Path:
+    _write(root / "ok" / "a.png", 1)
+    return root
 
 
 def _empty_good_folder(root: Path) -> Path:
@@ -129,10 +140,11 @@ def test_custom_good_label_and_flat_defect_classes(tmp_path: Path) -> None:
     [
         (lambda root: root / "absent", "does not exist"),
         (_file_not_folder, "is not a folder"),
-        (lambda root: root, "no 'good' folder"),
-        (lambda root: _folder(root, kinds={}), "only the good class"),
-        (_empty_defect_folder, "hold no readable images"),
-        (_empty_good_folder, "good has no readable images"),
+        (lambda root: root, "has no class folders"),
+        (_no_good_folder, "no 'good' folder"),
+        (lambda root: _folder(root, kinds={}), "there is no defect folder"),
+        (_empty_defect_folder, r"the defect folders \(defect\) hold no images"),
+        (_empty_good_folder, "'good/' holds no images"),
         (lambda root: _folder(root, kinds={"defect": 1}), "only 1 defect image"),
     ],
 )
@@ -147,6 +159,14 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path: Path) -> None:
     data = load_dataset(tmp_path, "good", META)
     assert data.skipped == ("good/broken.png",)
     assert len(data) == 10
+
+
+def test_all_good_unreadable_is_an_error(tmp_path: Path) -> None:
+    _folder(tmp_path, good=0)
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "x.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="good has no readable images"):
+        load_dataset(tmp_path, "good", META)
 
 
 def test_all_defects_unreadable_is_an_error(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib.util
 
 from ..errors import EdgeInspectError
+from ..evaluation import auroc, widest_margin_threshold
 from .data import DataSet, SplitIndices, load_dataset, split_dataset
-from .scoring import auroc, choose_threshold, count_errors
 
 TRAIN_EXTRA_HINT = "install the train extra: pip install -e '.[train]' torch==2.13.0"
 
@@ -27,9 +27,8 @@ __all__ = [
     "DataSet",
     "SplitIndices",
     "auroc",
-    "choose_threshold",
-    "count_errors",
     "load_dataset",
     "require_train_extra",
     "split_dataset",
+    "widest_margin_threshold",
 ]

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..classify.metadata import ModelMetadata
 from ..classify.preprocess import resize_to_input
+from ..dataset import list_labelled
 from ..errors import DataError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 GROUND_TRUTH_FILE = "ground_truth.csv"  # optional, as written by ``edge-inspect synth``: refines defect kinds
 
 
@@ -45,19 +45,6 @@ class SplitIndices:
     val: np.ndarray
 
 
-def _class_folders(root: Path, good_label: str) -> list[Path]:
-    if not root.exists():
-        raise DataError(f"training data folder {root} does not exist")
-    if not root.is_dir():
-        raise DataError(f"training data {root} is not a folder (expected one folder per class)")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    names = [p.name for p in folders]
-    if good_label not in names:
-        found = ", ".join(names) if names else "no class folders"
-        raise DataError(f"{root} has no '{good_label}' folder for the pass class (found: {found})")
-    return folders
-
-
 def _known_kinds(root: Path) -> dict[str, str]:
     """Defect kind per relative file name from a ``ground_truth.csv`` beside the class folders, if any."""
     path = root / GROUND_TRUTH_FILE
@@ -70,10 +57,6 @@ def _known_kinds(root: Path) -> dict[str, str]:
         return {}  # only a refinement of the per-kind figures; the folders stay the labels
 
 
-def _images_below(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def load_dataset(root: Path, good_label: str, meta: ModelMetadata) -> DataSet:
     """Decode every image below ``root``'s class folders; unreadable files are skipped and listed."""
     root = Path(root)
@@ -84,34 +67,34 @@ def load_dataset(root: Path, good_label: str, meta: ModelMetadata) -> DataSet:
     skipped: list[str] = []
     per_class: dict[str, int] = {}
     known = _known_kinds(root)
-    for folder in _class_folders(root, good_label):
-        per_class[folder.name] = 0
-        for path in _images_below(folder):
-            name = path.relative_to(root).as_posix()
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                skipped.append(name)
-                continue
-            images.append(resize_to_input(image, meta))
-            labels.append(folder.name != good_label)
-            kind = path.parent.relative_to(root).as_posix()
-            kinds.append(f"{kind}/{known[name]}" if name in known and folder.name != good_label else kind)
-            names.append(name)
-            per_class[folder.name] += 1
+    for item in list_labelled(root, good_label):
+        folder = item.class_folder(root)
+        top = folder.split("/")[0]
+        per_class.setdefault(top, 0)
+        name = item.path.relative_to(root).as_posix()
+        image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+        if image is None:
+            skipped.append(name)
+            continue
+        images.append(resize_to_input(image, meta))
+        labels.append(item.is_defect)
+        kinds.append(f"{folder}/{known[name]}" if name in known and item.is_defect else folder)
+        names.append(name)
+        per_class[top] += 1
     _check_classes(root, good_label, per_class, skipped)
     return DataSet(np.stack(images), np.array(labels, bool), tuple(kinds), tuple(names), tuple(skipped))
 
 
 def _check_classes(root: Path, good_label: str, per_class: dict[str, int], skipped: list[str]) -> None:
     unreadable = f" ({len(skipped)} unreadable files skipped, e.g. {skipped[0]})" if skipped else ""
-    if per_class[good_label] == 0:
+    if per_class.get(good_label, 0) == 0:
         raise DataError(f"{root}/{good_label} has no readable images{unreadable}")
     defects = sum(n for name, n in per_class.items() if name != good_label)
     if defects == 0:
         others = [name for name in per_class if name != good_label]
         where = f"the defect folders ({', '.join(others)}) hold" if others else "there is only the good class:"
         raise DataError(f"{root}: {where} no readable images; add at least one defect folder with images{unreadable}")
-    for label, count in (("good", per_class[good_label]), ("defect", defects)):
+    for label, count in (("good", per_class.get(good_label, 0)), ("defect", defects)):
         if count < 2:
             raise DataError(f"{root}: only {count} {label} image; need at least 2 per class to validate")
 

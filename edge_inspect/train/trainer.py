@@ -21,11 +21,11 @@ from torch import nn
 from ..classify.metadata import ColorOrder, ModelMetadata
 from ..classify.preprocess import to_tensor
 from ..errors import DataError
+from ..evaluation import auroc, rates_at, widest_margin_threshold
 from .augment import augment
 from .data import DataSet, SplitIndices, load_dataset, split_dataset
 from .export import defect_scores, export_onnx, make_probes
 from .network import LABELS, PartsNet
-from .scoring import auroc, choose_threshold, count_errors
 
 Progress = Callable[[str], None]
 
@@ -210,8 +210,9 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
     network.load_state_dict(best_state)
     network.eval()
     scores = defect_scores(network, val_x.numpy())
-    threshold = choose_threshold(scores, data.is_defect[split.val])
-    escapes, false_rejects = count_errors(scores, data.is_defect[split.val], threshold)
+    threshold = widest_margin_threshold(scores, data.is_defect[split.val])
+    at_threshold = rates_at(scores, data.is_defect[split.val], threshold)
+    escapes, false_rejects = at_threshold.false_negative, at_threshold.false_positive
     meta = replace(
         meta,
         threshold=threshold,
