@@ -103,3 +103,10 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "not an empty folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["synth", str(tmp_path / "x"), "--defect-fraction", "1.5"])
+
+
+def test_defect_kinds_can_be_chosen(tmp_path: Path) -> None:
+    rows = generate_dataset(tmp_path / "d", 12, 0.5, seed=2, size_px=(64, 48), kinds=("missing_feature",))
+    assert {row.defect_kind for row in rows if row.label == "defect"} == {"missing_feature"}
+    with pytest.raises(DataError, match="unknown defect kinds"):
+        generate_dataset(tmp_path / "e", 4, 0.5, seed=2, size_px=(64, 48), kinds=("dent",))

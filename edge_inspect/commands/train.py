@@ -42,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--color-order", choices=["GRAY", "RGB", "BGR"], default="GRAY", help="network input colours")
+    parser.add_argument(
+        "--tile-size-px",
+        type=_positive_int,
+        default=0,
+        help="train on native-resolution tiles of this side (image labels only: the worst tiles learn); "
+        "the model is then run tile-wise, a part scoring as its worst tile",
+    )
+    parser.add_argument("--tile-stride-px", type=_positive_int, default=0, help="tile step (default 3/4 of the side)")
     parser.add_argument("--model-name", default="parts-cnn")
     parser.add_argument("--model-version", default="", help="default: today's date")
     parser.set_defaults(func=run)
@@ -68,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         model_version=args.model_version,
         color_order=args.color_order,
+        tile_size_px=args.tile_size_px,
+        tile_stride_px=args.tile_stride_px,
     )
     result = train_model(options, progress=lambda line: print(line, flush=True))
     kinds = ", ".join(f"{kind} {hit}/{total}" for kind, (hit, total) in result.per_kind_found.items())

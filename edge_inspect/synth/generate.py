@@ -90,18 +90,23 @@ def render_frame(
     return SyntheticFrame(expose(exposure_rng, belt, surface, solid, lighting), defect_kind, bbox)
 
 
-def plan_defects(count: int, defect_fraction: float, seed: int) -> list[str | None]:
-    """Defect kind per frame index (None: good); exactly round(count * fraction) defects, kinds balanced."""
+def plan_defects(
+    count: int, defect_fraction: float, seed: int, kinds: tuple[str, ...] = DEFECT_KINDS
+) -> list[str | None]:
+    """Defect kind per frame index (None: good); exactly round(count * fraction) defects, ``kinds`` balanced."""
+    unknown = [kind for kind in kinds if kind not in DEFECT_KINDS]
+    if unknown or not kinds:
+        raise DataError(f"unknown defect kinds {unknown or '(none)'}; choose from {', '.join(DEFECT_KINDS)}")
     if count < 1:
         raise DataError(f"count must be at least 1, got {count}")
     if not 0.0 <= defect_fraction <= 1.0:
         raise DataError(f"defect fraction must be within 0..1, got {defect_fraction}")
     rng = np.random.default_rng([0, seed])
     defects = round(count * defect_fraction)
-    kinds = [DEFECT_KINDS[i % len(DEFECT_KINDS)] for i in range(defects)]
-    kinds = [kinds[i] for i in rng.permutation(defects)]
+    drawn = [kinds[i % len(kinds)] for i in range(defects)]
+    drawn = [drawn[i] for i in rng.permutation(defects)]
     plan: list[str | None] = [None] * count
-    for index, kind in zip(sorted(rng.permutation(count)[:defects].tolist()), kinds):
+    for index, kind in zip(sorted(rng.permutation(count)[:defects].tolist()), drawn):
         plan[index] = kind
     return plan
 
@@ -160,6 +165,7 @@ def generate_dataset(
     *,
     flat: bool = False,
     image_format: str = "png",
+    kinds: tuple[str, ...] = DEFECT_KINDS,
 ) -> list[GroundTruthRow]:
     """Write ``count`` frames (``good/`` and ``defect/``, or one flat folder) and ``ground_truth.csv``."""
     if size_px[0] < 32 or size_px[1] < 32:
@@ -169,7 +175,7 @@ def generate_dataset(
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(not p.name.startswith(".") for p in out_dir.iterdir())):
         raise DataError(f"{out_dir} is not an empty folder; choose a new one so old frames cannot mix in")
-    plan = plan_defects(count, defect_fraction, seed)
+    plan = plan_defects(count, defect_fraction, seed, kinds)
     encode_image(np.zeros((8, 8, 3), np.uint8), image_format)  # fail on a bad format before writing
     rows = []
     for index, kind in enumerate(plan):

@@ -57,8 +57,12 @@ def _known_kinds(root: Path) -> dict[str, str]:
         return {}  # only a refinement of the per-kind figures; the folders stay the labels
 
 
-def load_dataset(root: Path, good_label: str, meta: ModelMetadata) -> DataSet:
-    """Decode every image below ``root``'s class folders; unreadable files are skipped and listed."""
+def load_dataset(root: Path, good_label: str, meta: ModelMetadata, scale: float | None = None) -> DataSet:
+    """Decode every image below ``root``'s class folders; unreadable files are skipped and listed.
+
+    Images are resized to the model input, or, for tiled training, scaled by ``scale`` whole (sizes may
+    differ, so ``images`` is then a 1-D array of arrays).
+    """
     root = Path(root)
     images: list[np.ndarray] = []
     labels: list[bool] = []
@@ -76,13 +80,28 @@ def load_dataset(root: Path, good_label: str, meta: ModelMetadata) -> DataSet:
         if image is None:
             skipped.append(name)
             continue
-        images.append(resize_to_input(image, meta))
+        images.append(resize_to_input(image, meta) if scale is None else _scaled(image, scale))
         labels.append(item.is_defect)
         kinds.append(f"{folder}/{known[name]}" if name in known and item.is_defect else folder)
         names.append(name)
         per_class[top] += 1
     _check_classes(root, good_label, per_class, skipped)
-    return DataSet(np.stack(images), np.array(labels, bool), tuple(kinds), tuple(names), tuple(skipped))
+    stacked = np.stack(images) if scale is None else _object_array(images)
+    return DataSet(stacked, np.array(labels, bool), tuple(kinds), tuple(names), tuple(skipped))
+
+
+def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+
+
+def _object_array(images: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(images), dtype=object)
+    for i, image in enumerate(images):
+        out[i] = image
+    return out
 
 
 def _check_classes(root: Path, good_label: str, per_class: dict[str, int], skipped: list[str]) -> None:

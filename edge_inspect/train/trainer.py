@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from ..classify.metadata import ColorOrder, ModelMetadata
-from ..classify.preprocess import to_tensor
+from ..classify.preprocess import iter_tiles, to_tensor
 from ..errors import DataError
 from ..evaluation import auroc, rates_at, widest_margin_threshold
 from .augment import augment
 from .data import DataSet, SplitIndices, load_dataset, split_dataset
 from .export import defect_scores, export_onnx, make_probes
 from .network import LABELS, PartsNet
+from .tiles import grid_for, mil_samples, tile_logits, tile_scale, worst_tiles
 
 Progress = Callable[[str], None]
 
@@ -49,6 +51,8 @@ class TrainOptions:
     model_version: str = ""  # empty: today's date
     color_order: ColorOrder = "GRAY"
     width: int = 16
+    tile_size_px: int = 0  # 0: whole image; else train on tiles of this native side (worst tile counts)
+    tile_stride_px: int = 0  # default: three quarters of the tile side
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,10 @@ def _check_options(options: TrainOptions) -> None:
         problems.append(f"patience must be at least 1, got {options.patience}")
     if not 16 <= options.input_size_px <= 1024:
         problems.append(f"input size must be within 16..1024 px, got {options.input_size_px}")
+    if options.tile_size_px and not 0 <= options.tile_stride_px <= options.tile_size_px:
+        problems.append(f"tile stride must be within 1..{options.tile_size_px} px, got {options.tile_stride_px}")
+    if options.tile_stride_px and not options.tile_size_px:
+        problems.append("a tile stride needs a tile size (--tile-size-px)")
     if problems:
         raise DataError("; ".join(problems))
 
@@ -103,6 +111,8 @@ def base_metadata(options: TrainOptions) -> ModelMetadata:
         mean=(0.5,),
         std=(0.25,),
         output="logits",
+        tile_size_px=options.tile_size_px,
+        tile_stride_px=(options.tile_stride_px or max(1, options.tile_size_px * 3 // 4)) if options.tile_size_px else 0,
     )
 
 
@@ -112,12 +122,19 @@ def _class_weights(is_defect: np.ndarray) -> torch.Tensor:
     return torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)
 
 
-def _evaluate(network: nn.Module, criterion: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
-    network.eval()
-    with torch.no_grad():
-        logits = torch.cat([network(x[i : i + 128]) for i in range(0, len(x), 128)])
-        loss = float(criterion(logits, y))
-        good = torch.softmax(logits.double(), dim=1)[:, 0]
+def _val_logits(network: nn.Module, images: np.ndarray, meta: ModelMetadata) -> torch.Tensor:
+    """Per image the logits the runtime would score it by: the whole image, or its worst tile."""
+    if meta.is_tiled:
+        return worst_tiles(network, list(images), meta)[0]
+    return tile_logits(network, list(images), meta)
+
+
+def _evaluate(
+    network: nn.Module, criterion: nn.Module, images: np.ndarray, is_defect: np.ndarray, meta: ModelMetadata
+) -> tuple[float, np.ndarray]:
+    logits = _val_logits(network, images, meta)
+    loss = float(criterion(logits, torch.from_numpy(is_defect.astype(np.int64))))
+    good = torch.softmax(logits.double(), dim=1)[:, 0]
     return loss, (1.0 - good).numpy()
 
 
@@ -125,21 +142,21 @@ def _train_epoch(
     network: nn.Module,
     optimizer: torch.optim.Optimizer,
     criterion: nn.Module,
-    data: DataSet,
-    train_indices: np.ndarray,
+    images: Sequence[np.ndarray],
+    is_defect: np.ndarray,
     options: TrainOptions,
     meta: ModelMetadata,
     rng: np.random.Generator,
 ) -> float:
     network.train()
-    order = train_indices[rng.permutation(len(train_indices))]
+    order = rng.permutation(len(images))
     total, seen = 0.0, 0
     for start in range(0, len(order), options.batch_size):
         batch = order[start : start + options.batch_size]
         if len(batch) < 2:  # batch norm needs two samples
             continue
-        x = torch.from_numpy(to_tensor([augment(data.images[i], rng) for i in batch], meta))
-        y = torch.from_numpy(data.is_defect[batch].astype(np.int64))
+        x = torch.from_numpy(to_tensor([augment(images[i], rng) for i in batch], meta))
+        y = torch.from_numpy(is_defect[batch].astype(np.int64))
         optimizer.zero_grad()
         loss = criterion(network(x), y)
         loss.backward()
@@ -149,12 +166,30 @@ def _train_epoch(
     return total / max(seen, 1)
 
 
-def _pick_probes(data: DataSet, split: SplitIndices, rng: np.random.Generator) -> list[np.ndarray]:
+def _pick_probes(
+    network: nn.Module,
+    data: DataSet,
+    split: SplitIndices,
+    options: TrainOptions,
+    meta: ModelMetadata,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Two good and two defect validation images; for a tiled model each one's worst native tile."""
     val_defect = split.val[data.is_defect[split.val]]
     val_good = split.val[~data.is_defect[split.val]]
     chosen = [*rng.choice(val_good, min(2, len(val_good)), replace=False)]
     chosen += [*rng.choice(val_defect, min(2, len(val_defect)), replace=False)]
-    return [data.images[i] for i in chosen]
+    if not meta.is_tiled:
+        return [data.images[i] for i in chosen]
+    probes = []
+    for index in chosen:
+        native = cv2.imread(str(Path(options.data_dir) / data.names[index]), cv2.IMREAD_COLOR)
+        if native is None:
+            raise DataError(f"{data.names[index]} could not be read again for a self-test probe")
+        tiles = [np.ascontiguousarray(tile) for _, _, tile in iter_tiles(native, meta)]
+        scores = defect_scores(network, to_tensor(tiles, meta))
+        probes.append(tiles[int(np.argmax(scores))])
+    return probes
 
 
 def _per_kind(data: DataSet, split: SplitIndices, scores: np.ndarray, threshold: float) -> dict[str, tuple[int, int]]:
@@ -173,7 +208,7 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
     torch.manual_seed(options.seed)
     rng = np.random.default_rng([3, options.seed])
     meta = base_metadata(options)
-    data = load_dataset(options.data_dir, options.good_label, meta)
+    data = load_dataset(options.data_dir, options.good_label, meta, tile_scale(meta) if meta.is_tiled else None)
     if data.skipped:
         shown = ", ".join(data.skipped[:5]) + (" ..." if len(data.skipped) > 5 else "")
         progress(f"skipped {len(data.skipped)} unreadable files: {shown}")
@@ -183,8 +218,7 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
         f"{len(data)} images: train {len(split.train)} ({train_defects} defect), "
         f"validation {len(split.val)} ({int(data.is_defect[split.val].sum())} defect)"
     )
-    val_x = torch.from_numpy(to_tensor(list(data.images[split.val]), meta))
-    val_y = torch.from_numpy(data.is_defect[split.val].astype(np.int64))
+    val_images, val_defect = data.images[split.val], data.is_defect[split.val]
     network = PartsNet(meta.channels, options.width)
     criterion = nn.CrossEntropyLoss(weight=_class_weights(data.is_defect[split.train]))
     optimizer = torch.optim.AdamW(network.parameters(), lr=options.learning_rate, weight_decay=1e-4)
@@ -192,9 +226,13 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
     best_loss, best_epoch, best_state, best_auroc = float("inf"), 0, copy.deepcopy(network.state_dict()), float("nan")
     epoch = 0
     for epoch in range(1, options.epochs + 1):
-        loss = _train_epoch(network, optimizer, criterion, data, split.train, options, meta, rng)
+        if meta.is_tiled:
+            images, labels = mil_samples(network, data.images[split.train], data.is_defect[split.train], meta, rng)
+        else:
+            images, labels = list(data.images[split.train]), data.is_defect[split.train]
+        loss = _train_epoch(network, optimizer, criterion, images, labels, options, meta, rng)
         schedule.step()
-        val_loss, val_scores = _evaluate(network, criterion, val_x, val_y)
+        val_loss, val_scores = _evaluate(network, criterion, val_images, val_defect, meta)
         val_auroc = auroc(val_scores, data.is_defect[split.val])
         improved = val_loss < best_loss
         if improved:
@@ -209,14 +247,14 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
             break
     network.load_state_dict(best_state)
     network.eval()
-    scores = defect_scores(network, val_x.numpy())
+    scores = _evaluate(network, criterion, val_images, val_defect, meta)[1]
     threshold = widest_margin_threshold(scores, data.is_defect[split.val])
     at_threshold = rates_at(scores, data.is_defect[split.val], threshold)
     escapes, false_rejects = at_threshold.false_negative, at_threshold.false_positive
     meta = replace(
         meta,
         threshold=threshold,
-        selftest_probes=make_probes(network, _pick_probes(data, split, rng), meta),
+        selftest_probes=make_probes(network, _pick_probes(network, data, split, options, meta, rng), meta),
         extra={
             "training.best_epoch": str(best_epoch),
             "training.seed": str(options.seed),
@@ -224,7 +262,8 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
             "training.val_images": str(len(split.val)),
         },
     )
-    error = export_onnx(network, meta, options.out_path, val_x[:32].numpy())
+    check = val_images[:32] if not meta.is_tiled else grid_for(val_images[0], meta).tiles(val_images[0])[:32]
+    error = export_onnx(network, meta, options.out_path, to_tensor(list(check), meta))
     return TrainResult(
         out_path=Path(options.out_path),
         metadata=meta,
