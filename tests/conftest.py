@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_inspect.classify import OnnxClassifier, Region, RegionScore
 from edge_inspect.classify.metadata import ModelMetadata, SelfTestProbe
 from edge_inspect.config import AppConfig, config_from_dict
+from edge_inspect.outputs import DigitalOutput, SimulatedOutput
+from edge_inspect.pipeline import Inspector
+from edge_inspect.sources import FrameSource, create_source
+from edge_inspect.triggers import TriggerInput
 
 BRIGHT = 200  # images at this level score as defects with the brightness model
 DARK = 60
@@ -134,3 +141,40 @@ def make_config(model: Path, frames: Path, **sections: dict[str, Any]) -> AppCon
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def build_inspector(
+    config: AppConfig,
+    classifier: Any = None,
+    *,
+    source: FrameSource | None = None,
+    reject: DigitalOutput | None = None,
+    trigger: TriggerInput | None = None,
+) -> Inspector:
+    """An Inspector over the config's source (opened), its model and simulated reject/ready/alarm lines."""
+    source = source or create_source(config.source)
+    source.open()
+    return Inspector(
+        config,
+        source=source,
+        classifier=classifier or OnnxClassifier(config.model.path, warmup_runs=1),
+        reject=reject or SimulatedOutput(name="reject"),
+        ready=SimulatedOutput(name="ready"),
+        alarm=SimulatedOutput(name="alarm"),
+        trigger=trigger,
+    )
+
+
+class SlowClassifier:
+    """Wraps a real classifier and adds a delay (an inference slower than the budget, or a stall)."""
+
+    def __init__(self, inner: OnnxClassifier, delay_s: float) -> None:
+        self.inner, self.delay_s, self.metadata = inner, delay_s, inner.metadata
+
+    @property
+    def threshold(self) -> float:
+        return self.inner.threshold
+
+    def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
+        time.sleep(self.delay_s)
+        return self.inner.classify(image, regions)

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import build_inspector as shared_build_inspector
 from conftest import make_config
 from test_defect_log_helpers import (
     T0_S,
@@ -22,14 +23,11 @@ from test_defect_log_helpers import (
     rows,
 )
 
-from edge_inspect.classify import OnnxClassifier
 from edge_inspect.defect_log import DefectLogWriter, is_sampled, should_log
 from edge_inspect.defect_log.schema import db_path, images_root
 from edge_inspect.defect_log.service import SUBSCRIBER_NAME, defect_log_service
 from edge_inspect.events import FailsafeReason, PartResult, Verdict
-from edge_inspect.outputs import SimulatedOutput
 from edge_inspect.pipeline import Inspector
-from edge_inspect.sources import create_source
 
 
 def test_sampling_is_deterministic_and_near_the_fraction() -> None:
@@ -166,14 +164,7 @@ def build_inspector(model_path: Path, replay_folder: Path, tmp_path: Path, **log
     config = make_config(
         model_path, replay_folder, defect_log={"enabled": True, "data_dir": str(tmp_path / "log"), **log}
     )
-    source = create_source(config.source)
-    source.open()
-    return Inspector(
-        config,
-        source=source,
-        classifier=OnnxClassifier(config.model.path, warmup_runs=1),
-        reject=SimulatedOutput(name="reject"),
-    )
+    return shared_build_inspector(config)
 
 
 def test_service_records_the_inspectors_defects(model_path: Path, replay_folder: Path, tmp_path: Path) -> None:
@@ -263,6 +254,7 @@ enabled = false
 [defect_log]
 enabled = true
 data_dir = "{(tmp_path / "log").as_posix()}"
+sample_good_fraction = 0.0
 """,
         encoding="utf-8",
     )

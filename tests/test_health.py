@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import build_inspector as shared_build_inspector
 from conftest import make_config
 from flask import Flask
 from flask.testing import FlaskClient
@@ -17,7 +18,7 @@ from edge_inspect.classify import OnnxClassifier
 from edge_inspect.config import AppConfig
 from edge_inspect.errors import OutputError
 from edge_inspect.integrations.health import health_blueprint
-from edge_inspect.outputs import DigitalOutput, SimulatedOutput
+from edge_inspect.outputs import DigitalOutput
 from edge_inspect.pipeline import Inspector
 from edge_inspect.sources import Frame, FrameSource, create_source
 
@@ -76,15 +77,8 @@ class StuckClassifier:
 
 
 def build_inspector(config: AppConfig, reject: DigitalOutput | None = None, classifier: Any = None) -> Inspector:
-    source = StallableSource(create_source(config.source))
-    source.open()
-    return Inspector(
-        config,
-        source=source,
-        classifier=classifier or OnnxClassifier(config.model.path, warmup_runs=1),
-        reject=reject or SimulatedOutput(name="reject"),
-        ready=SimulatedOutput(name="ready"),
-        alarm=SimulatedOutput(name="alarm"),
+    return shared_build_inspector(
+        config, classifier, source=StallableSource(create_source(config.source)), reject=reject
     )
 
 

@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import gc
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from conftest import make_config
+from conftest import SlowClassifier, build_inspector, make_config
 from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_inspect.classify import OnnxClassifier, Region, RegionScore
+from edge_inspect.classify import OnnxClassifier
 from edge_inspect.config import AppConfig
 from edge_inspect.integrations.metrics import metrics_blueprint
-from edge_inspect.outputs import SimulatedOutput
 from edge_inspect.pipeline import Inspector
-from edge_inspect.sources import create_source
-
-
-class SlowClassifier:
-    """A real classifier made slower than the latency budget."""
-
-    def __init__(self, inner: OnnxClassifier, delay_s: float) -> None:
-        self.inner, self.delay_s, self.metadata = inner, delay_s, inner.metadata
-
-    @property
-    def threshold(self) -> float:
-        return self.inner.threshold
-
-    def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
-        time.sleep(self.delay_s)
-        return self.inner.classify(image, regions)
-
-
-def build_inspector(config: AppConfig, classifier: Any = None) -> Inspector:
-    source = create_source(config.source)
-    source.open()
-    return Inspector(
-        config,
-        source=source,
-        classifier=classifier or OnnxClassifier(config.model.path, warmup_runs=1),
-        reject=SimulatedOutput(name="reject"),
-        ready=SimulatedOutput(name="ready"),
-        alarm=SimulatedOutput(name="alarm"),
-    )
 
 
 @pytest.fixture

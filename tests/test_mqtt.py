@@ -20,18 +20,14 @@ from typing import Any
 import jsonschema
 import paho.mqtt.client as paho
 import pytest
-from conftest import make_config
+from conftest import build_inspector, make_config
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from edge_inspect.classify import OnnxClassifier
 from edge_inspect.config import AppConfig
 from edge_inspect.config.mqtt import MqttConfig
 from edge_inspect.errors import ConfigError
 from edge_inspect.integrations.mqtt import MqttPublisher, Outbox, OutgoingMessage, mqtt_service, read_password
-from edge_inspect.outputs import SimulatedOutput
-from edge_inspect.pipeline import Inspector
-from edge_inspect.sources import create_source
 
 ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO = Path("/usr/sbin/mosquitto")
@@ -172,19 +168,6 @@ class Listener:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def build_inspector(config: AppConfig) -> Inspector:
-    source = create_source(config.source)
-    source.open()
-    return Inspector(
-        config,
-        source=source,
-        classifier=OnnxClassifier(config.model.path, warmup_runs=1),
-        reject=SimulatedOutput(name="reject"),
-        ready=SimulatedOutput(name="ready"),
-        alarm=SimulatedOutput(name="alarm"),
-    )
 
 
 def publisher_connected(publisher: MqttPublisher) -> Callable[[], bool]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_config
+from conftest import SlowClassifier, build_inspector, make_config
 
 from edge_inspect.classify import OnnxClassifier, Region, RegionScore
 from edge_inspect.config import AppConfig
@@ -25,38 +25,9 @@ from edge_inspect.triggers import SoftwareTrigger
 TIMING_TOLERANCE_S = 0.030
 
 
-class SlowClassifier:
-    """Wraps a real classifier and adds a delay (an inference stall)."""
-
-    def __init__(self, inner: OnnxClassifier, delay_s: float) -> None:
-        self.inner, self.delay_s, self.metadata = inner, delay_s, inner.metadata
-
-    @property
-    def threshold(self) -> float:
-        return self.inner.threshold
-
-    def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
-        time.sleep(self.delay_s)
-        return self.inner.classify(image, regions)
-
-
 class BrokenClassifier(SlowClassifier):
     def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
         raise RuntimeError("onnxruntime: simulated failure")
-
-
-def build(config: AppConfig, classifier: object = None, **kwargs: object) -> Inspector:
-    source = kwargs.pop("source", None) or create_source(config.source)
-    source.open()  # type: ignore[attr-defined]
-    return Inspector(
-        config,
-        source=source,  # type: ignore[arg-type]
-        classifier=classifier or OnnxClassifier(config.model.path, warmup_runs=1),  # type: ignore[arg-type]
-        reject=SimulatedOutput(name="reject"),
-        ready=SimulatedOutput(name="ready"),
-        alarm=SimulatedOutput(name="alarm"),
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 @pytest.fixture
@@ -73,7 +44,7 @@ def run_parts(inspector: Inspector, parts: int, timeout_s: float = 20.0) -> list
 
 
 def test_verdicts_and_reject_pulses_are_on_schedule(config: AppConfig) -> None:
-    inspector = build(config)
+    inspector = build_inspector(config)
     results = run_parts(inspector, 16)
     assert [r.part_id for r in results] == list(range(1, 17))
     for r in results:
@@ -101,7 +72,7 @@ def test_verdicts_and_reject_pulses_are_on_schedule(config: AppConfig) -> None:
 
 def test_slow_classifier_gives_failsafe_rejects(config: AppConfig) -> None:
     inner = OnnxClassifier(config.model.path, warmup_runs=0)
-    inspector = build(config, SlowClassifier(inner, delay_s=0.12))  # budget is 58 ms
+    inspector = build_inspector(config, SlowClassifier(inner, delay_s=0.12))  # budget is 58 ms
     results = run_parts(inspector, 6)
     assert all(r.verdict is Verdict.FAILSAFE and r.is_rejected for r in results)
     assert {r.failsafe_reason for r in results} <= {FailsafeReason.DEADLINE, FailsafeReason.QUEUE_FULL}
@@ -111,7 +82,7 @@ def test_slow_classifier_gives_failsafe_rejects(config: AppConfig) -> None:
 
 def test_failing_classifier_gives_failsafe_rejects_and_a_fault(config: AppConfig) -> None:
     inner = OnnxClassifier(config.model.path, warmup_runs=0)
-    inspector = build(config, BrokenClassifier(inner, 0.0))
+    inspector = build_inspector(config, BrokenClassifier(inner, 0.0))
     results = run_parts(inspector, 8)
     assert all(r.failsafe_reason is FailsafeReason.CLASSIFIER_ERROR and r.is_rejected for r in results)
     status = inspector.status()
@@ -123,7 +94,7 @@ def test_failing_classifier_gives_failsafe_rejects_and_a_fault(config: AppConfig
 def test_failsafe_pass_policy_still_counts(model_path: Path, replay_folder: Path) -> None:
     config = make_config(model_path, replay_folder, line={"failsafe_action": "pass"})
     inner = OnnxClassifier(config.model.path, warmup_runs=0)
-    results = run_parts(build(config, BrokenClassifier(inner, 0.0)), 3)
+    results = run_parts(build_inspector(config, BrokenClassifier(inner, 0.0)), 3)
     assert all(r.verdict is Verdict.FAILSAFE and not r.is_rejected for r in results)
 
 
@@ -136,7 +107,7 @@ def test_full_inference_queue_fail_safes_the_part(model_path: Path, replay_folde
         line={"travel_delay_ms": 400.0},
     )
     inner = OnnxClassifier(config.model.path, warmup_runs=0)
-    results = run_parts(build(config, SlowClassifier(inner, 0.03)), 30)
+    results = run_parts(build_inspector(config, SlowClassifier(inner, 0.03)), 30)
     reasons = {r.failsafe_reason for r in results}
     assert FailsafeReason.QUEUE_FULL in reasons
     assert any(r.verdict is not Verdict.FAILSAFE for r in results)  # the ones it took were decided
@@ -144,7 +115,7 @@ def test_full_inference_queue_fail_safes_the_part(model_path: Path, replay_folde
 
 def test_every_nth_frame(model_path: Path, replay_folder: Path) -> None:
     config = make_config(model_path, replay_folder, trigger={"every_nth_frame": 4})
-    results = run_parts(build(config), 4)
+    results = run_parts(build_inspector(config), 4)
     sequences = [r.frame_sequence for r in results]
     assert len(sequences) == 4 and all(s is not None and s % 4 == 0 for s in sequences)
     assert sequences == sorted(set(sequences))  # skipped frames (a loaded reader) may widen the gaps
@@ -155,7 +126,7 @@ def test_software_trigger_picks_the_nearest_frame(model_path: Path, replay_folde
         model_path, replay_folder, trigger={"mode": "triggered", "input": {"type": "software"}}
     )
     trigger = SoftwareTrigger()
-    inspector = build(config, trigger=trigger)
+    inspector = build_inspector(config, trigger=trigger)
     subscription = inspector.subscribe("test")
     inspector.start(max_parts=3)
     for _ in range(3):
@@ -194,7 +165,7 @@ def test_triggers_during_camera_outage_are_failsafe_rejected(model_path: Path, r
         model_path, replay_folder, trigger={"mode": "triggered", "input": {"type": "software"}}
     )
     trigger = SoftwareTrigger()
-    inspector = build(config, source=DeadSource(), trigger=trigger)
+    inspector = build_inspector(config, source=DeadSource(), trigger=trigger)
     subscription = inspector.subscribe("test")
     inspector.start(max_parts=2)
     time.sleep(0.1)
@@ -217,7 +188,7 @@ class FailingOutput(SimulatedOutput):
 
 
 def test_unwritable_reject_output_faults_and_stops_taking_parts(config: AppConfig) -> None:
-    inspector = build(config)
+    inspector = build_inspector(config)
     inspector.reject = FailingOutput(name="reject")
     subscription = inspector.subscribe("test")
     inspector.start()
@@ -232,7 +203,7 @@ def test_unwritable_reject_output_faults_and_stops_taking_parts(config: AppConfi
 
 
 def test_ready_is_asserted_while_running_and_everything_is_safe_after_stop(config: AppConfig) -> None:
-    inspector = build(config)
+    inspector = build_inspector(config)
     inspector.start()
     time.sleep(0.2)
     assert isinstance(inspector.ready, SimulatedOutput) and inspector.ready.is_active
@@ -245,7 +216,7 @@ def test_ready_is_asserted_while_running_and_everything_is_safe_after_stop(confi
 
 
 def test_a_slow_consumer_drops_and_counts_but_never_slows_inspection(config: AppConfig) -> None:
-    inspector = build(config)
+    inspector = build_inspector(config)
     inspector.subscribe("stuck-consumer", max_items=2)  # never read
     results = run_parts(inspector, 12)
     assert len(results) == 12
@@ -253,7 +224,7 @@ def test_a_slow_consumer_drops_and_counts_but_never_slows_inspection(config: App
 
 
 def test_threshold_change_and_model_swap_at_run_time(config: AppConfig) -> None:
-    inspector = build(config)
+    inspector = build_inspector(config)
     assert inspector.set_threshold(0.9999999) == 0.5
     results = run_parts(inspector, 8)
     assert all(r.verdict is Verdict.GOOD and r.threshold == 0.9999999 for r in results)
@@ -262,7 +233,7 @@ def test_threshold_change_and_model_swap_at_run_time(config: AppConfig) -> None:
 
 
 def test_swap_classifier_drops_no_part(config: AppConfig) -> None:
-    inspector = build(config)
+    inspector = build_inspector(config)
     subscription = inspector.subscribe("test", max_items=1000)
     inspector.start(max_parts=40)
     stop = threading.Event()
@@ -306,7 +277,7 @@ def wait_for(predicate: object, timeout_s: float = 5.0) -> bool:
 
 def test_stalled_inference_is_noticed_within_the_budget_and_recovers(config: AppConfig) -> None:
     stalling = StallingClassifier(OnnxClassifier(config.model.path, warmup_runs=0))
-    inspector = build(config, stalling)
+    inspector = build_inspector(config, stalling)
     subscription = inspector.subscribe("test", max_items=1000)
     inspector.start()
     assert wait_for(lambda: inspector.state is RunState.FAULT)
@@ -348,7 +319,7 @@ class SilentSource(FrameSource):
 def test_camera_timeout_faults_and_recovers(model_path: Path, replay_folder: Path) -> None:
     config = make_config(model_path, replay_folder, inspection={"camera_timeout_ms": 200.0})
     source = SilentSource(create_source(config.source))
-    inspector = build(config, source=source)
+    inspector = build_inspector(config, source=source)
     inspector.start()
     assert wait_for(lambda: inspector.state is RunState.FAULT)
     assert "no frame for" in (inspector.status().fault_reason or "")
@@ -358,7 +329,7 @@ def test_camera_timeout_faults_and_recovers(model_path: Path, replay_folder: Pat
 
 
 def test_a_consumer_alarm_asserts_alarm_without_stopping_the_line(config: AppConfig) -> None:
-    inspector = build(config)
+    inspector = build_inspector(config)
     inspector.start()
     assert wait_for(lambda: inspector.state is RunState.RUNNING)
     reason = "QA log: free disk below the floor, images paused"
@@ -374,7 +345,7 @@ def test_a_consumer_alarm_asserts_alarm_without_stopping_the_line(config: AppCon
 def test_stop_then_start_keeps_the_trigger_armed(model_path: Path, replay_folder: Path) -> None:
     config = make_config(model_path, replay_folder, trigger={"mode": "triggered", "input": {"type": "software"}})
     trigger = SoftwareTrigger()
-    inspector = build(config, trigger=trigger)
+    inspector = build_inspector(config, trigger=trigger)
     subscription = inspector.subscribe("test")
     results: list[PartResult] = []
     for round_number in (1, 2):  # an operator's Stop, then Start

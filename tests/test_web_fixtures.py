@@ -11,16 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from conftest import build_inspector as build_inspector  # re-exported for the web tests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from edge_inspect.classify import OnnxClassifier
-from edge_inspect.config import AppConfig
 from edge_inspect.config.web import WebConfig
-from edge_inspect.outputs import SimulatedOutput
 from edge_inspect.pipeline import Inspector
-from edge_inspect.sources import create_source
 from edge_inspect.web import UserStore, close_app, create_app
 
 ADMIN = ("alice", "alice-password-1")
@@ -39,19 +36,6 @@ def web_config(tmp_path: Path, **overrides: Any) -> WebConfig:
     }
     values.update(overrides)
     return WebConfig(**values)
-
-
-def build_inspector(config: AppConfig) -> Inspector:
-    source = create_source(config.source)
-    source.open()
-    return Inspector(
-        config,
-        source=source,
-        classifier=OnnxClassifier(config.model.path, warmup_runs=1),
-        reject=SimulatedOutput(name="reject"),
-        ready=SimulatedOutput(name="ready"),
-        alarm=SimulatedOutput(name="alarm"),
-    )
 
 
 @contextlib.contextmanager
