@@ -273,7 +273,7 @@ def test_a_database_locked_past_the_busy_timeout_is_an_error_and_inspection_goes
     assert_accounting(inspector)
 
 
-CORRUPTIONS: dict[str, Callable[[Path], None]] = {
+CORRUPTIONS: dict[str, Callable[[Path], object]] = {
     "garbage": lambda path: path.write_bytes(b"this is not an SQLite database\x00" * 512),
     "truncated-header": lambda path: path.write_bytes(path.read_bytes()[:50]),
 }
@@ -326,7 +326,7 @@ def test_images_that_cannot_be_written_still_give_rows_and_inspection_goes_on(
         def exploding(*args: object, **kwargs: object) -> object:
             raise OSError(28, "No space left on device")
 
-        writer.files.write_part = exploding  # type: ignore[method-assign]
+        writer.files.write_part = exploding  # type: ignore[method-assign,assignment]
         inspect_parts(inspector, 16)
         assert wait_for(lambda: writer.status().received == 16)
         writer.files.write_part = original  # type: ignore[method-assign]
