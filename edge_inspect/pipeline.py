@@ -149,10 +149,10 @@ class Inspector:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, max_parts: int | None = None) -> None:
-        """Start the threads; with ``max_parts`` capture stops after that many parts."""
+        """Start the threads; with ``max_parts`` capture stops after that many more parts."""
         if self._running.is_set():
             return
-        self._max_parts = max_parts
+        self._max_parts = None if max_parts is None else self.parts_started + max_parts
         self._all_done.clear()
         self._state = RunState.STARTING
         self._running.set()

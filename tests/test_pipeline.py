@@ -358,3 +358,12 @@ def test_stop_then_start_keeps_the_trigger_armed(model_path: Path, replay_folder
         results.extend(collect(subscription))
     assert len(results) == 2 and all(r.verdict is not Verdict.FAILSAFE for r in results)
     inspector.close()
+
+
+def test_max_parts_counts_from_each_start(config: AppConfig) -> None:
+    inspector = build_inspector(config)
+    for expected_total in (4, 8):
+        inspector.start(max_parts=4)
+        assert inspector.wait_until_done(10)
+        inspector.stop()
+        assert inspector.parts_started == inspector.parts_finished == expected_total

@@ -145,7 +145,7 @@ def test_sigterm_shuts_down_cleanly_flushes_the_log_and_writes_the_report(
     assert all(a["off_ts_s"] is not None for a in report["reject_actuations"])
     assert len(report["reject_actuations"]) <= report["rejected"]  # pulses may merge, never invent
     # the report's own bounded queue: what it could not hold is counted, not lost silently
-    assert len(report["results"]) + report["dropped"].get("report", 0) == parts
+    assert len(report["results"]) == parts  # every part of a short run is in the report
 
     # the QA log was drained before exit: every part counted, every queued one recorded
     data_dir = tmp_path / "log"

@@ -8,15 +8,19 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from types import FrameType
 
 from ..app import build_inspector, open_devices
 from ..config import load_config
-from ..events import StatusSnapshot
+from ..events import PartResult, StatusSnapshot
 from ..integrations.sdnotify import systemd_notify
 from ..report import build_report, collect, write_json_atomically
 from ..services import start_services
+
+REPORT_PARTS = 10_000
+"""The report's per-part ``results`` keep the last this many parts; its totals count every part."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with open_devices(config) as devices:
         inspector = build_inspector(config, devices)
-        report_sub = inspector.subscribe("report", max_items=max(args.max_parts or 0, 1) + 16) if args.report else None
+        report_sub = inspector.subscribe("report", max_items=REPORT_PARTS) if args.report else None
+        recent: deque[PartResult] = deque(maxlen=REPORT_PARTS)
         with start_services(config, inspector), systemd_notify(inspector, os.environ):
             inspector.start(max_parts=args.max_parts)
             print(
@@ -68,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.max_parts is not None and inspector.wait_until_done(timeout_s=0.1):
                     break
                 stop.wait(0.1)
+                if report_sub is not None:
+                    recent.extend(collect(report_sub))
                 if time.monotonic() >= next_status:
                     print(status_line(inspector.status()), flush=True)
                     next_status += args.status_every_s
@@ -75,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         status = inspector.status()
         print(status_line(status), flush=True)
         if args.report:
-            results = collect(report_sub) if report_sub else []
-            write_json_atomically(args.report, build_report(inspector, results))
+            if report_sub is not None:
+                recent.extend(collect(report_sub))
+            write_json_atomically(args.report, build_report(inspector, list(recent)))
             print(f"edge-inspect: report written to {args.report}")
         inspector.close()
     return 0

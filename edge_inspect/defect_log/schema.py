@@ -110,6 +110,31 @@ def open_db(data_dir: Path, *, create: bool = True, busy_timeout_s: float = 10.0
     return conn
 
 
+def set_aside(data_dir: Path, when: str) -> Path:
+    """Rename a damaged database (and its WAL files) out of the way, keeping it for inspection."""
+    path = db_path(data_dir)
+    kept = path.with_name(f"{path.stem}.damaged-{when}{path.suffix}")
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.replace(kept.with_name(kept.name + suffix))
+    path.replace(kept)
+    return kept
+
+
+def open_checked(data_dir: Path, when: str) -> tuple[sqlite3.Connection, Path | None]:
+    """Open the log's database; a damaged one is set aside and a fresh one started (returns where it went)."""
+    try:
+        conn = open_db(data_dir)
+        conn.execute("SELECT COUNT(*) FROM parts").fetchone()
+        return conn, None
+    except sqlite3.DatabaseError:
+        if not db_path(data_dir).is_file():
+            raise
+        kept = set_aside(data_dir, when)
+        return open_db(data_dir), kept
+
+
 @contextlib.contextmanager
 def connection(data_dir: Path, *, create: bool = True) -> Iterator[sqlite3.Connection]:
     conn = open_db(data_dir, create=create)
@@ -126,7 +151,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite already rolled back on e.g. SQLITE_FULL: keep the real error
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 

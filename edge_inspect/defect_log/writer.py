@@ -38,7 +38,7 @@ from .schema import (
     IMAGES_OK,
     LoggedRegion,
     images_root,
-    open_db,
+    open_checked,
     set_meta,
     transaction,
 )
@@ -163,7 +163,9 @@ class DefectLogWriter:
         self.budget_bytes = int(config.disk_budget_mb * 1e6)
         try:
             self.files.root.mkdir(parents=True, exist_ok=True)
-            self._conn: sqlite3.Connection | None = open_db(config.data_dir)
+            when = time.strftime("%Y%m%d-%H%M%S")
+            self._conn: sqlite3.Connection | None
+            self._conn, self.set_aside_path = open_checked(config.data_dir, when)
         except (OSError, sqlite3.Error) as error:
             raise ConfigError(f"defect_log.data_dir {config.data_dir} cannot be used: {error}") from None
         self.reconcile_report: ReconcileReport | None = None
@@ -188,7 +190,11 @@ class DefectLogWriter:
         with self._lock:
             conn = self._connection()
             self.reconcile_report = reconcile(conn, self.files)
-            if self.reconcile_report.integrity != "ok":
+            if self.set_aside_path is not None:
+                self._set_alarm(
+                    "database", f"defect log database was damaged: kept as {self.set_aside_path.name}, started afresh"
+                )
+            elif self.reconcile_report.integrity != "ok":
                 self._set_alarm("database", f"defect log database check failed: {self.reconcile_report.integrity}")
             self.apply_retention(force=True)
             return self.reconcile_report
@@ -296,12 +302,23 @@ class DefectLogWriter:
         try:
             with self._lock:
                 work(*args)
-        except (OSError, sqlite3.Error, ValueError) as error:
-            self.write_errors += 1
-            now = time.monotonic()
-            if now - self._last_error_log_s > 5.0:
-                self._last_error_log_s = now
-                log.error("defect log: %s (%d error(s) so far)", error, self.write_errors)
+        except sqlite3.Error as error:
+            if work == self.write_batch:  # rows are being lost: an operator must know
+                self._set_alarm("write", f"defect log cannot write its database: {error}")
+            self._count_error(error)
+        except (OSError, ValueError) as error:
+            self._count_error(error)
+        else:
+            if work == self.write_batch:
+                self._set_alarm("write", None)
+
+    def _count_error(self, error: Exception) -> None:
+        """Count a writer error and log it, at most once per 5 s."""
+        self.write_errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log_s > 5.0:
+            self._last_error_log_s = now
+            log.error("defect log: %s (%d error(s) so far)", error, self.write_errors)
 
     # ------------------------------------------------------------------ writing
 
