@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import io
 import time
 import zipfile
@@ -127,10 +126,8 @@ def test_parse_time() -> None:
         parse_time("yesterday")
 
 
-HAS_TRAIN_DATA = importlib.util.find_spec("edge_inspect.train.data") is not None
 
 
-@pytest.mark.skipif(not HAS_TRAIN_DATA, reason="edge_inspect.train is not there yet")
 def test_an_exported_folder_is_a_training_set(log_dir: Path, tmp_path: Path) -> None:
     from edge_inspect.train.data import load_dataset
 
@@ -140,11 +137,9 @@ def test_an_exported_folder_is_a_training_set(log_dir: Path, tmp_path: Path) -> 
     assert len(data) == 10 and int(data.is_defect.sum()) == 4 and data.skipped == ()
 
 
-HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("edge_inspect.train") is not None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (HAS_TORCH and HAS_TRAIN_DATA), reason="needs the train extra (torch)")
 def test_edge_inspect_train_accepts_an_export_without_edits(log_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "dataset"
     assert main(["export", "--data-dir", str(log_dir), "--out", str(out)]) == 0
