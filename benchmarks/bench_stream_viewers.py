@@ -158,17 +158,23 @@ def measure(inspector: Inspector, seconds: float) -> dict[str, float]:
     }
 
 
+def bench_setup(tmp: Path, model: Path | None) -> tuple[Path, Path, OnnxClassifier, float]:
+    """The benchmarks' common start: the model (given, shipped, or a generated CNN), frames in ``tmp``,
+    the loaded classifier, and its bare ceiling in parts per second."""
+    model = model or (PROJECT_ROOT / "models" / "default.onnx")
+    if not model.is_file():
+        model = write_conv_model(tmp / "bench-cnn.onnx")
+    frames = write_frames(tmp / "frames")
+    classifier = OnnxClassifier(model, warmup_runs=5, verify_selftest=True)
+    probe = cv2.imread(str(next(frames.glob("*.png"))))
+    assert probe is not None
+    return model, frames, classifier, ceiling_parts_per_s(classifier, probe, [], 3.0)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ei-bench-web-") as tmp_name:
         tmp = Path(tmp_name)
-        model = args.model or (PROJECT_ROOT / "models" / "default.onnx")
-        if not model.is_file():
-            model = write_conv_model(tmp / "bench-cnn.onnx")
-        frames = write_frames(tmp / "frames")
-        classifier = OnnxClassifier(model, warmup_runs=5, verify_selftest=True)
-        probe = cv2.imread(str(next(frames.glob("*.png"))))
-        assert probe is not None
-        ceiling = ceiling_parts_per_s(classifier, probe, [], 3.0)
+        model, frames, classifier, ceiling = bench_setup(tmp, args.model)
         feed_fps = min(1000.0, ceiling * 1.2)
         config = config_from_dict({
             "source": {"type": "replay", "path": str(frames), "frames_per_second": feed_fps},

@@ -25,11 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-from bench_stream_viewers import ceiling_parts_per_s, write_conv_model, write_frames
+from bench_stream_viewers import bench_setup
 
-from edge_inspect.classify import OnnxClassifier
-from edge_inspect.config import PROJECT_ROOT, config_from_dict
+from edge_inspect.config import config_from_dict
 from edge_inspect.outputs import SimulatedOutput
 from edge_inspect.pipeline import Inspector
 from edge_inspect.services import start_services
@@ -96,14 +94,7 @@ def drift(row: dict[str, Any], max_in_flight: int) -> list[str]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ei-soak-") as tmp_name:
         tmp = Path(tmp_name)
-        model = args.model or (PROJECT_ROOT / "models" / "default.onnx")
-        if not model.is_file():
-            model = write_conv_model(tmp / "bench-cnn.onnx")
-        frames = write_frames(tmp / "frames")
-        classifier = OnnxClassifier(model, warmup_runs=5, verify_selftest=True)
-        probe = cv2.imread(str(next(frames.glob("*.png"))))
-        assert probe is not None
-        ceiling = ceiling_parts_per_s(classifier, probe, [], 3.0)
+        model, frames, classifier, ceiling = bench_setup(tmp, args.model)
         feed_fps = min(1000.0, ceiling * args.feed_factor)
         travel_delay_ms = 250.0
         config = config_from_dict({
