@@ -19,6 +19,7 @@ SERVICES: list[tuple[str, str]] = [
     # (config section with an ``enabled`` flag, "module:factory"), in start order
     ("defect_log", "edge_inspect.defect_log.service:defect_log_service"),
     ("mqtt", "edge_inspect.integrations.mqtt:mqtt_service"),
+    ("plant", "edge_inspect.plant.service:plant_service"),
     ("web", "edge_inspect.web.service:web_service"),
 ]
 

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from .base import StrictModel
 from .defect_log import DefectLogConfig
 from .mqtt import MqttConfig
+from .plant import PlantConfig
 from .web import WebConfig
 
 # ---------------------------------------------------------------------------------------------------
@@ -296,3 +297,4 @@ class AppConfig(StrictModel):
     web: WebConfig = Field(default_factory=WebConfig, description="Operator web view and JSON API.")
     defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
+    plant: PlantConfig = Field(default_factory=PlantConfig, description="Plant sync and model rollout.")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images import ImageFiles
-from .schema import transaction
+from .schema import SYNC_CURSOR_KEY, UNSYNCED_PRUNED_TABLE, get_meta, transaction
 
 FreeBytes = Callable[[Path], int]
 """How many bytes are free on the disk holding a path (injectable for tests)."""
@@ -84,7 +84,8 @@ def _delete_rows(
     (each row counts at least one byte, so a part without images still makes progress).
     """
     candidates = conn.execute(
-        f"SELECT id, files_json, image_bytes FROM parts WHERE {where} ORDER BY captured_at_s, id LIMIT ?",
+        f"SELECT id, inspection_id, captured_at_s, files_json, image_bytes FROM parts WHERE {where} "
+        "ORDER BY captured_at_s, id LIMIT ?",
         (*params, CHUNK_ROWS),
     ).fetchall()
     rows = []
@@ -97,10 +98,22 @@ def _delete_rows(
     if not rows:
         return 0, 0, 0
     with transaction(conn):
+        _note_unsynced(conn, rows)
         conn.executemany("DELETE FROM parts WHERE id = ?", [(row["id"],) for row in rows])
     paths = [path for row in rows for path in json.loads(row["files_json"])]
     removed = files.delete(paths)
     return len(rows), sum(int(row["image_bytes"]) for row in rows), removed
+
+
+def _note_unsynced(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> None:
+    """With a plant sync, remember the parts pruned before it sent them (it counts and alarms them)."""
+    cursor = get_meta(conn, SYNC_CURSOR_KEY)
+    if not isinstance(cursor, int):
+        return
+    conn.executemany(
+        f"INSERT OR IGNORE INTO {UNSYNCED_PRUNED_TABLE} (inspection_id, captured_at_s) VALUES (?, ?)",
+        [(row["inspection_id"], row["captured_at_s"]) for row in rows if row["id"] > cursor],
+    )
 
 
 def prune_by_age(conn: sqlite3.Connection, files: ImageFiles, cutoff_s: float) -> PruneResult:

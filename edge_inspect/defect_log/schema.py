@@ -27,6 +27,12 @@ LABELS_FOR_VERDICT: dict[str, tuple[str, ...]] = {
     "good": ("escape", "confirmed_good"),
 }
 
+# Plant sync hooks (edge_inspect.plant): the sync keeps its cursor (the last parts.id sent) in meta; while one
+# exists, retention notes each part it prunes before the sync sent it, so an outage that outlasts
+# retention is counted and alarmed, never silent.
+SYNC_CURSOR_KEY = "plant_sync_cursor"
+UNSYNCED_PRUNED_TABLE = "plant_unsynced_pruned"
+
 # image_status values
 IMAGES_OK = "ok"
 IMAGES_NO_FRAME = "no_frame"  # the part had no frame (missed trigger, camera fault)
