@@ -165,10 +165,14 @@ class PlantSync:
         self._stop.set()
         for thread in self._threads:
             thread.join(drain_timeout_s + 5.0)
+        stuck = [thread.name for thread in self._threads if thread.is_alive()]
         self._threads = []
+        self._pool.shutdown(wait=not stuck)
+        if stuck:  # a network call outlasting its timeouts: leave its connections to it rather than pull them away
+            log.warning("plant: %s still busy at shutdown; its counts go out next start", ", ".join(stuck))
+            return
         with contextlib.suppress(sqlite3.Error):
             self._flush_minutes(self._sender_conn)
-        self._pool.shutdown(wait=True)
         self._disconnect()
         self._sender_conn.close()
 
@@ -242,8 +246,11 @@ class PlantSync:
     def _backoff(self, delay_s: float) -> float:
         return min(max(delay_s * 2.0, 0.5), self.config.retry_max_delay_s)
 
-    def sync_once(self, max_batches: int = 50) -> bool:
-        """Send up to ``max_batches`` batches, the minute counts and a heartbeat; False after a failure."""
+    def sync_once(self, max_batches: int = 50, budget_s: float = 2.0) -> bool:
+        """Send batches (up to ``max_batches`` or ``budget_s``), the minute counts and a heartbeat.
+
+        False after a failure. The budget keeps heartbeats coming while a long backlog drains.
+        """
         import psycopg
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -252,8 +259,9 @@ class PlantSync:
             if self.source is None:
                 self._flush_minutes(conn)
             db = self._connect()
+            until_s = time.monotonic() + budget_s
             for _ in range(max_batches):
-                if not self._send_batch(conn, db):
+                if self._stop.is_set() or not self._send_batch(conn, db) or time.monotonic() > until_s:
                     break
             self._send_minutes(conn, db)
             self._heartbeat(conn, db)
