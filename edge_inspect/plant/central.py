@@ -191,13 +191,26 @@ class PlantDb:
     def __init__(self, connect: Callable[[], Any]) -> None:
         self._connect = connect
         self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
 
     def conn(self) -> Any:
         db = getattr(self._local, "db", None)
         if db is None or db.closed or db.broken:
+            if db is not None:
+                db.close()
             db = self._connect()
             self._local.db = db
+            with self._lock:
+                self._opened = [c for c in self._opened if not c.closed] + [db]
         return db
+
+    def close(self) -> None:
+        """Close every thread's connection (at shutdown)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for db in opened:
+            db.close()
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         db = self.conn()

@@ -3,7 +3,8 @@
 The same rules as the box's export (edge_inspect.defect_log.export): a part's class is QA's central
 label, else its verdict; its samples are the region crops that show that class. Files are
 ``good|defect/<appliance>__<inspection id>__<region>.jpg`` (``--group-pattern '^(.+)__'`` keeps a
-part's crops on one side of the split) plus ``plant_export.csv`` with every selected part.
+part's crops on one side of the split) plus ``plant_export.csv`` with every selected part. A defect QA
+gave a defect type goes to ``defect/<type>/``, which ``train`` keeps as the defect kind.
 """
 
 from __future__ import annotations
@@ -87,9 +88,12 @@ def export_plant(db: PlantDb, store: ObjectStore, out: Path, where: PlantFilter 
                         if key is None:
                             continue
                         stem = f"{safe_stem(part.appliance_id)}__{safe_stem(part.inspection_id)}"
-                        name = f"{cls}/{stem}__{safe_stem(region)}.jpg"
+                        folder = cls
+                        if cls == "defect" and part.defect_type:  # train reads defect/<type>/ as a defect kind
+                            folder = f"defect/{safe_stem(part.defect_type)}"
+                        name = f"{folder}/{stem}__{safe_stem(region)}.jpg"
                         target = temp / name
-                        target.parent.mkdir(exist_ok=True)
+                        target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_bytes(store.get(key))
                         samples.append(name)
                         summary.samples[cls] += 1
