@@ -73,7 +73,7 @@ CREATE TABLE minute_counts (
     rejected BIGINT NOT NULL,
     PRIMARY KEY (appliance_id, minute_start_s)
 );
-CREATE INDEX minute_counts_line_time ON minute_counts (line, minute_start_s);
+CREATE INDEX minute_counts_time ON minute_counts (minute_start_s);
 CREATE TABLE models (
     sha256 TEXT PRIMARY KEY,
     name TEXT NOT NULL,
