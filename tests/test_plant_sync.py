@@ -259,3 +259,24 @@ def test_an_outage_longer_than_retention_is_counted_and_alarmed(
     sent = central(plant_config)[0]
     assert sent + lost == 44  # every part logged is either in PostgreSQL or counted as lost
     assert pg_rows(plant_config, "SELECT parts_lost FROM appliances")[0][0] == lost
+
+
+def test_migrate_is_idempotent_and_an_unmigrated_database_is_refused(
+    plant_config: PlantConfig, pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    bare = plant_config.model_copy(update={"database_url": pg_cluster.url(pg_cluster.create_database())})
+    write_parts(tmp_path / "log", 2)
+    sync = PlantSync(bare, tmp_path / "log")
+    try:
+        assert not sync.sync_once()
+        assert sync.status.last_error is not None and "run edge-inspect plant migrate" in sync.status.last_error
+        config_file = appliance_toml(tmp_path / "box.toml", bare, tmp_path / "log")
+        for _ in range(2):  # the second run finds the schema current and changes nothing
+            done = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "plant", "--config", str(config_file),
+                                   "migrate"], capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert "schema 0001" in done.stdout
+        assert sync.sync_once()
+    finally:
+        sync.close()
+    assert central(bare)[:3] == (2, 2, 2)

@@ -218,13 +218,18 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from ..plant.sync import PlantSync
+    from ..plant.sync import ApplianceState, PlantSync
+
+    def state() -> ApplianceState:
+        found = ApplianceState()
+        found.state, found.reason = "STOPPED", "not inspecting: sending the backlog (edge-inspect plant sync)"
+        return found
 
     config = load_config(args.config)
     plant = config.plant
     if plant.database_url is None or plant.object_store_url is None:
         raise ConfigError("[plant] needs database_url and object_store_url for this command")
-    sync = PlantSync(plant, config.defect_log.data_dir)
+    sync = PlantSync(plant, config.defect_log.data_dir, state=state)
     deadline = time.monotonic() + args.timeout
     delay_s = 0.2
     try:
