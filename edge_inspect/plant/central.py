@@ -81,7 +81,10 @@ class PlantFilter:
                 terms.append(clause)
                 params.append(value)
         for column, values in (("line", self.lines), ("verdict", self.verdicts), ("label", self.labels)):
-            if values:
+            if len(values) == 1:  # plain equality: the planner walks a (column, ..., time) index in order
+                terms.append(f"{column} = %s")
+                params.append(values[0])
+            elif values:
                 terms.append(f"{column} = ANY(%s)")
                 params.append(list(values))
         if self.is_reviewed is not None:

@@ -61,6 +61,7 @@ CREATE TABLE parts (
 );
 CREATE INDEX parts_time ON parts (captured_at_s DESC, id DESC);
 CREATE INDEX parts_line_time ON parts (line, captured_at_s DESC, id DESC);
+CREATE INDEX parts_line_verdict_time ON parts (line, verdict, captured_at_s DESC, id DESC);
 CREATE INDEX parts_model_time ON parts (model_version, captured_at_s DESC, id DESC);
 CREATE INDEX parts_appliance_time ON parts (appliance_id, captured_at_s DESC, id DESC);
 CREATE TABLE minute_counts (
