@@ -14,10 +14,13 @@ from types import FrameType
 
 from ..app import build_inspector, open_devices
 from ..config import load_config
+from ..config.models import AppConfig
 from ..events import PartResult, StatusSnapshot
 from ..integrations.sdnotify import systemd_notify
+from ..pipeline import Inspector
 from ..report import build_report, collect, write_json_atomically
 from ..services import start_services
+from ..settings import SettingsStore, restore_settings
 
 REPORT_PARTS = 10_000
 """The report's per-part ``results`` keep the last this many parts; its totals count every part."""
@@ -44,6 +47,18 @@ def status_line(s: StatusSnapshot) -> str:
     )
 
 
+def _restore(config: AppConfig, inspector: Inspector) -> None:
+    """Apply the settings an admin saved before the restart; name each one, and audit it."""
+    models_dir = config.web.model_dir or config.model.path.parent
+    lines = restore_settings(inspector, SettingsStore(config.settings.path), models_dir)
+    for line in lines:
+        print(f"edge-inspect: settings from {config.settings.path}: {line}", flush=True)
+    if lines:
+        from ..web.audit import AuditLog  # the web view's audit trail, where the change was recorded
+
+        AuditLog(config.web.db_path).record("system", "settings restored at start", None, "; ".join(lines))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.max_parts is not None and args.max_parts < 1:
         print("edge-inspect: --max-parts must be at least 1", file=sys.stderr)
@@ -60,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         inspector = build_inspector(config, devices)
         report_sub = inspector.subscribe("report", max_items=REPORT_PARTS) if args.report else None
         recent: deque[PartResult] = deque(maxlen=REPORT_PARTS)
+        if config.settings.restore:
+            _restore(config, inspector)
         with start_services(config, inspector), systemd_notify(inspector, os.environ):
             inspector.start(max_parts=args.max_parts)
             print(
