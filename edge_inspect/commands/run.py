@@ -77,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
         recent: deque[PartResult] = deque(maxlen=REPORT_PARTS)
         if config.settings.restore:
             _restore(config, inspector)
+        if not inspector.classifier.metadata.selftest_probes:
+            print(
+                f"edge-inspect: warning: model {Path(getattr(inspector.classifier, 'path', config.model.path)).name} "
+                "has no self-test probes and runs UNTESTED "
+                "(record some: edge-inspect model set-meta MODEL --probe-image SAMPLE.png)",
+                file=sys.stderr, flush=True,
+            )
         with start_services(config, inspector), systemd_notify(inspector, os.environ):
             inspector.start(max_parts=args.max_parts)
             print(
