@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-parts", type=int, metavar="N", help="stop after N parts")
     parser.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON run report at the end")
     parser.add_argument("--status-every-s", type=float, default=2.0, help="console status period, seconds")
+    parser.add_argument(
+        "--web-port", type=int, metavar="PORT", help="override web.port (0: any free port; the URL is logged)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -64,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         print("edge-inspect: --max-parts must be at least 1", file=sys.stderr)
         return 2
     config = load_config(args.config)
+    if args.web_port is not None:
+        if not 0 <= args.web_port <= 65535:
+            print(f"edge-inspect: --web-port {args.web_port} is not a port number (0-65535)", file=sys.stderr)
+            return 2
+        config = config.model_copy(update={"web": config.web.model_copy(update={"port": args.web_port})})
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
