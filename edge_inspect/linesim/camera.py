@@ -1,0 +1,73 @@
+"""A simulated camera: free-runs on the empty belt, and exposes a part's image at its trigger instant.
+
+A triggered line camera serves each trigger with the frame taken at the trigger; between parts it
+keeps delivering frames so the appliance can tell a live camera from a dead one. ``expose()`` is
+called by the line before it fires the trigger edge with the same timestamp, and exposed frames are
+read before idle ones, so the trigger matcher always finds the part's frame at offset 0.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+
+from ..errors import CameraError
+from ..sources.base import Frame, FrameSource
+
+
+class SimulatedCamera(FrameSource):
+    """Idle frames at ``frames_per_second``; exposed frames in between, stamped with their trigger time."""
+
+    name = "linesim"
+
+    def __init__(self, empty_belt: np.ndarray, frames_per_second: float = 30.0) -> None:
+        self.empty_belt = empty_belt
+        self.period_s = 1.0 / frames_per_second
+        self.frames_skipped = 0
+        self._cond = threading.Condition()
+        self._exposed: collections.deque[Frame] = collections.deque()
+        self._sequence = 0
+        self._next_idle_s = 0.0
+        self._is_open = False
+        self.part_of_sequence: dict[int, int] = {}
+
+    def open(self) -> None:
+        with self._cond:
+            self._is_open = True
+            self._next_idle_s = time.monotonic()
+
+    def expose(self, image: np.ndarray, ts_s: float, part_index: int) -> None:
+        """The camera takes ``image`` at ``ts_s`` (the trigger instant) for simulated part ``part_index``."""
+        with self._cond:
+            frame = Frame(self._sequence, ts_s, image, self.name)
+            self.part_of_sequence[self._sequence] = part_index
+            self._sequence += 1
+            self._exposed.append(frame)
+            self._cond.notify_all()
+
+    def read(self, timeout_s: float = 1.0) -> Frame | None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                if not self._is_open:
+                    raise CameraError("linesim camera: read() before open()")
+                if self._exposed:
+                    return self._exposed.popleft()
+                now = time.monotonic()
+                if now >= self._next_idle_s:
+                    frame = Frame(self._sequence, now, self.empty_belt, self.name)
+                    self._sequence += 1
+                    self._next_idle_s = max(self._next_idle_s + self.period_s, now)
+                    return frame
+                wait_s = min(self._next_idle_s, deadline) - now
+                if wait_s <= 0:
+                    return None
+                self._cond.wait(wait_s)
+
+    def close(self) -> None:
+        with self._cond:
+            self._is_open = False
+            self._cond.notify_all()
