@@ -282,14 +282,14 @@ def judge_run(
 ) -> list[PartOutcome]:
     """Pair the appliance's results with the simulated parts and decide what was diverted."""
     by_part: dict[int, PartResult] = {}
-    for result in results:
-        index = camera.part_of_sequence.get(result.frame_sequence) if result.frame_sequence is not None else None
+    for each in results:
+        index = camera.part_of_sequence.get(each.frame_sequence) if each.frame_sequence is not None else None
         if index is None:  # a part with no frame (missed trigger): pair it by its trigger time
-            capture_s = result.capture_ts_s - t0
+            capture_s = each.capture_ts_s - t0
             near = [i for i, ts in enumerate(triggers_s) if abs(ts - capture_s) < 1e-6]
             index = near[0] if near else None
         if index is not None:
-            by_part[index] = result
+            by_part[index] = each
     outcomes = []
     for part in parts:
         result = by_part.get(part.index)
