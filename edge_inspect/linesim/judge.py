@@ -46,6 +46,8 @@ class PartOutcome:
     window: Window
     is_diverted: bool
     margin_ms: float | None
+    is_wrong_frame: bool = False
+    """The appliance judged another frame than this part's exposure (its trigger was paired late)."""
 
 
 def part_window(part: SimPart, profile: SpeedProfile, diverter: Diverter, limit_s: float) -> Window:
@@ -95,6 +97,7 @@ def summarise(outcomes: Sequence[PartOutcome]) -> dict[str, object]:
         "good_collateral": sum(o.is_diverted and not o.is_rejected for o in good),
         "failsafe_diverted": sum(o.is_diverted and o.verdict == "failsafe" for o in outcomes),
         "parts_without_trigger": sum(o.verdict is None for o in outcomes),
+        "parts_wrong_frame": sum(o.is_wrong_frame for o in outcomes),
         "rejects_missed": sum(o.is_rejected and not o.is_diverted for o in outcomes),
         "model_escapes": sum(o.verdict == "good" for o in defects),
         "model_false_rejects": sum(o.verdict == "defect" for o in good),

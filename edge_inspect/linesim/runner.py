@@ -244,7 +244,18 @@ def run_simulation(
     intervals = acting_intervals(acts, options.actuation_delay_ms / 1000.0, end_s)
     line.timeline.actuations = [(on, off if off is not None else end_s) for on, off in acts]
     line.timeline.end_s = end_s
-    outcomes = judge_run(parts, results, camera, line.timeline.triggers_s, t0, profile, diverter, intervals, end_s)
+    outcomes = judge_run(
+        parts,
+        results,
+        camera,
+        line.timeline.triggers_s,
+        t0,
+        profile,
+        diverter,
+        intervals,
+        end_s,
+        config.trigger.max_frame_offset_ms / 1000.0,
+    )
     figures = summarise(outcomes)
     late = sorted((r.fired_ts_s - r.scheduled_fire_ts_s) * 1000.0 for r in results if r.fired_ts_s is not None)
     figures.update(
@@ -279,17 +290,29 @@ def judge_run(
     diverter: Diverter,
     intervals: list[tuple[float, float]],
     end_s: float,
+    max_offset_s: float,
 ) -> list[PartOutcome]:
     """Pair the appliance's results with the simulated parts and decide what was diverted."""
     by_part: dict[int, PartResult] = {}
+    unmatched: list[PartResult] = []
     for each in results:
         index = camera.part_of_sequence.get(each.frame_sequence) if each.frame_sequence is not None else None
-        if index is None:  # a part with no frame (missed trigger): pair it by its trigger time
-            capture_s = each.capture_ts_s - t0
-            near = [i for i, ts in enumerate(triggers_s) if abs(ts - capture_s) < 1e-6]
-            index = near[0] if near else None
-        if index is not None:
+        if index is None:
+            unmatched.append(each)
+        else:
             by_part[index] = each
+    wrong_frame: set[int] = set()
+    for each in unmatched:
+        # No exposure frame: a missed trigger (capture time = the edge), or an edge the appliance paired
+        # with another frame. Pair it with the nearest trigger still without a result.
+        capture_s = each.capture_ts_s - t0
+        free = [i for i in range(len(triggers_s)) if i not in by_part]
+        if free:
+            index = min(free, key=lambda i: abs(triggers_s[i] - capture_s))
+            if abs(triggers_s[index] - capture_s) < max_offset_s:
+                by_part[index] = each
+                if each.frame_sequence is not None:
+                    wrong_frame.add(index)
     outcomes = []
     for part in parts:
         result = by_part.get(part.index)
@@ -310,6 +333,7 @@ def judge_run(
                 window=window,
                 is_diverted=diverted,
                 margin_ms=margin,
+                is_wrong_frame=part.index in wrong_frame,
             )
         )
     return outcomes
