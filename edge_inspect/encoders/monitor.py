@@ -110,6 +110,8 @@ class EncoderMonitor:
 
     def on_part(self, capture_counts: int) -> None:
         """A part was captured at belt position ``capture_counts``: a part means the belt moved."""
+        # the belt was there, even if no reading saw it: a later reading further back is a reversal
+        self.furthest_counts = max(self.furthest_counts, capture_counts)
         if self._stalled_since_counts is not None and capture_counts == self._stalled_since_counts:
             self._parts_without_motion += 1
         else:
