@@ -53,6 +53,8 @@ def build_report(inspector: Inspector, results: list[PartResult]) -> dict[str, A
         "missed_deadlines": status.missed_deadlines,
         "missed_triggers": status.missed_triggers,
         "classifier_errors": status.classifier_errors,
+        "reject_not_actuated": status.reject_not_actuated,
+        "unmatched_frames": status.unmatched_frames,
         "failsafe_reasons": status.failsafe_reasons,
         "dropped": status.dropped,
         "latency_ms": {"p50": latency.p50_ms, "p99": latency.p99_ms, "max": latency.max_ms},

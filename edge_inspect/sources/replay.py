@@ -62,7 +62,7 @@ class ReplaySource(FrameSource):
 
     Pacing is absolute (frame n is due at start + n / fps), so a slow reader does not stretch the
     schedule; a reader that falls behind gets the frame that is due now, and the skipped frames are
-    counted in ``frames_skipped`` as a camera would overwrite its buffers.
+    counted in ``frames_dropped`` as a camera would overwrite its buffers.
     """
 
     name = "replay"
@@ -72,7 +72,7 @@ class ReplaySource(FrameSource):
         self.frames: list[np.ndarray] = []
         self.file_names: list[str] = []
         self.skipped_files: list[str] = []
-        self.frames_skipped = 0
+        self.frames_dropped = 0
         self._period_s = 1.0 / config.frames_per_second
         self._sequence = 0
         self._start_s = 0.0
@@ -112,9 +112,11 @@ class ReplaySource(FrameSource):
         else:
             behind = int((now - due_s) / self._period_s)
             if behind:
-                self.frames_skipped += behind
+                self.frames_dropped += behind
                 self._sequence += behind
                 due_s += behind * self._period_s
+                if not self.config.loop and self._sequence >= len(self.frames):
+                    raise CameraError("replay source: end of the recording (loop = false)")  # never wrap
         sequence = self._sequence
         self._sequence += 1
         image = self.frames[sequence % len(self.frames)]

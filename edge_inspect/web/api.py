@@ -32,6 +32,8 @@ def counters_json(s: StatusSnapshot) -> dict[str, Any]:
         "missed_deadlines": s.missed_deadlines,
         "missed_triggers": s.missed_triggers,
         "classifier_errors": s.classifier_errors,
+        "reject_not_actuated": s.reject_not_actuated,
+        "unmatched_frames": s.unmatched_frames,
         "dropped": sum(s.dropped.values()),
         "dropped_by_consumer": s.dropped,
         "failsafe_reasons": s.failsafe_reasons,
