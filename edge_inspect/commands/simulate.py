@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--latency-budget-ms", type=_positive, help="verdict deadline (default: travel - 2 ms)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report (and every part) as JSON")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="timeline plot (needs the 'plot' extra)")
+    parser.add_argument("--plot-seconds", type=_positive, help="plot only the first S seconds (default: all)")
     parser.add_argument("--sweep-speed", action="store_true", help="raise a constant speed to the first wrong divert")
     parser.add_argument("--sweep-max-mm-s", type=_positive, default=20000.0, help="sweep stops here (20000)")
     parser.add_argument("--sweep-step", type=_positive, default=1.25, help="speed factor per sweep step (1.25)")
@@ -156,6 +157,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from ..linesim.plot import plot_run
 
-        plot_run(result, args.plot)
+        plot_run(result, args.plot, max_seconds=args.plot_seconds)
         print(f"plot written to {args.plot}")
     return 0 if result.figures["wrong_diverts"] == 0 else 1

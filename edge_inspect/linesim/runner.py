@@ -32,6 +32,8 @@ from .judge import Diverter, PartOutcome, acting_intervals, margin_ms, overlaps,
 from .layout import SimPart, image_of, lay_out_parts, render_pool
 from .profile import SpeedProfile, named_profile
 
+LEAD_IN_S = 0.5
+"""Empty belt before the first part reaches the camera."""
 TICK_S = 0.001
 """The line thread's step: belt, encoder and photo-eye are updated about every millisecond."""
 
@@ -183,6 +185,8 @@ def run_simulation(
     """Run the simulated line in real time around a real Inspector; judge what the diverter did."""
     profile = named_profile(options.profile, options.speed_mm_s)
     pool = render_pool(options.seed, options.images_per_class)
+    # The first part arrives after half a second of empty belt: a line starts with the appliance running.
+    lead_mm = profile.position_at(LEAD_IN_S) + options.part_length_mm
     parts = lay_out_parts(
         options.parts,
         options.part_length_mm,
@@ -191,6 +195,7 @@ def run_simulation(
         options.defect_fraction,
         options.seed,
         pool,
+        lead_mm=lead_mm,
     )
     config = sim_config(base, options, profile)
     assert isinstance(config.encoder, SimulatedEncoderConfig)
