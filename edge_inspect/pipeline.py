@@ -423,7 +423,9 @@ class Inspector:
                 if frame.sequence % self.config.trigger.every_nth_frame == 0:
                     self._new_part(frame.capture_ts_s, frame, None)
             else:
-                self._drain_triggers(now, camera_ok=True)
+                # Expire edges against this frame's capture time, not the clock: a frame read late (a
+                # starved capture thread) may still be the one that serves an edge.
+                self._drain_triggers(frame.capture_ts_s, camera_ok=True)
                 for match in self._matcher.add_frame(frame):
                     self._part_from_match(match)
 

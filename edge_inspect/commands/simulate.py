@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--camera-to-diverter-mm", type=_positive, help="tracking distance the appliance uses (config's, else 300)"
     )
     parser.add_argument("--diverter-mm", type=_positive, help="where the diverter really acts (default: the same)")
-    parser.add_argument("--window-mm", type=_positive, default=40.0, help="diverter reach along the belt (40)")
+    parser.add_argument("--window-mm", type=_positive, default=60.0, help="diverter reach along the belt (60)")
     parser.add_argument("--actuation-delay-ms", type=_not_negative, default=5.0, help="output to action (5)")
     parser.add_argument("--pulse-width-ms", type=_positive, help="reject pulse (default: the config's)")
     parser.add_argument("--pulses-per-mm", type=_positive, help="encoder resolution (config's [encoder], else 2)")

@@ -54,7 +54,7 @@ class SimOptions:
     camera_to_diverter_mm: float = 300.0
     diverter_mm: float | None = None
     """Where the diverter really acts (default: where the config says, camera_to_diverter_mm)."""
-    window_mm: float = 40.0
+    window_mm: float = 60.0
     actuation_delay_ms: float = 5.0
     pulse_width_ms: float | None = None
     pulses_per_mm: float = 2.0
@@ -165,6 +165,7 @@ class _Line:
             self.trigger.fire(t0 + ts)
             self.timeline.triggers_s.append(ts)
             self.next_part += 1
+        self.camera.advance_to(now_s)
         return t, x
 
 
