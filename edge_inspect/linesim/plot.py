@@ -67,8 +67,19 @@ def plot_run(run: SimRun, path: Path, max_seconds: float | None = None) -> None:
         wrong = o.is_diverted != o.part.is_defect
         marker = "x" if wrong else ("o" if o.is_diverted else ".")
         ax_parts.plot(exit_, y + 0.8, marker=marker, color="black" if wrong else colour, ms=8 if wrong else 5)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    legend = [
+        Patch(color="tab:green", label="good part in window"),
+        Patch(color="tab:orange", label="defective part in window"),
+        Patch(color="tab:red", label="reject output on"),
+        Line2D([], [], color="tab:red", marker="v", ls="", label="hit"),
+        Line2D([], [], color="black", marker="x", ls="", label="wrong"),
+    ]
+    ax_parts.legend(handles=legend, loc="upper right", fontsize=8, ncol=5, framealpha=0.9)
     ax_parts.set_yticks([0.5, 1.5], ["good parts", "defective parts"])
-    ax_parts.set_ylim(-0.3, 2.2)
+    ax_parts.set_ylim(-0.3, 2.5)
     ax_parts.set_xlabel("time since belt start (s)")
     ax_parts.set_xlim(0, end_s)
     ax_parts.set_title(
