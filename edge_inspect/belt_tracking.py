@@ -115,11 +115,24 @@ class EncoderPartTracker:
             part.failsafe_reason = reason
 
     def next_fire_ts(self) -> float | None:
-        """The next time worth looking: a poll interval on while parts are in flight."""
+        """The next time worth looking: when the nearest part could be due at the belt's top speed.
+
+        The belt cannot cover the remaining distance faster than ``max_speed_mm_s``, so sleeping that
+        long never misses a part, and a part far from the diverter costs no polling; near it, the
+        actuator looks every ``poll_s``.
+        """
         if not self._parts:
             return None
         waiting = [p.fallback_fire_ts_s for p in self._parts.values() if p.failsafe_reason is not None]
-        return min([self._last_poll_ts_s + self.poll_s, *waiting])
+        limits = self.monitor.limits
+        counts_per_s = limits.max_speed_mm_s * limits.counts_per_mm
+        remaining = [
+            self.distance_counts - travelled_counts(p.capture_counts, self.monitor.position_counts)
+            for p in self._parts.values()
+            if p.failsafe_reason is None
+        ]
+        soonest_s = max(min(remaining) / counts_per_s, self.poll_s) if remaining else math.inf
+        return min([self._last_poll_ts_s + soonest_s, *waiting])
 
     def pop_due(self, now_s: float) -> Iterator[TrackedPart]:
         """Parts the belt has carried to the diverter, in capture order; all of them when ``now_s`` is inf."""

@@ -202,9 +202,20 @@ def test_an_encoder_fault_fail_safes_parts_in_flight_at_their_nominal_time() -> 
     encoder.advance(-50, 0.1)  # the belt runs backwards
     assert list(tracker.pop_due(0.1)) == []
     assert tracker.fault_reason is not None and "backwards" in tracker.fault_reason
-    assert tracker.next_fire_ts() == pytest.approx(0.1 + 0.001)
+    assert tracker.next_fire_ts() == pytest.approx(0.80)  # the fail-safe part's nominal time
     due = list(tracker.pop_due(0.80))  # capture 0.05 + nominal travel 0.75
     assert [(p.part_id, p.failsafe_reason) for p in due] == [(1, FailsafeReason.ENCODER_FAULT)]
+
+
+def test_the_actuator_sleeps_until_the_nearest_part_could_be_due_at_top_speed() -> None:
+    encoder = SimulatedEncoder(SimulatedEncoderConfig(pulses_per_mm=2.0))
+    tracker = _tracker(encoder)  # due after 600 counts; top speed 1000 mm/s = 2000 counts/s
+    list(tracker.pop_due(1.0))
+    tracker.add(1, 1.0, 0.0, None)
+    assert tracker.next_fire_ts() == pytest.approx(1.0 + 600 / 2000)
+    encoder.advance(599, 1.2)
+    list(tracker.pop_due(1.2))
+    assert tracker.next_fire_ts() == pytest.approx(1.2 + 0.001)  # one count left: poll every ms
 
 
 def test_stop_pops_every_part() -> None:

@@ -43,8 +43,10 @@ class SimulatedCamera(FrameSource):
     def advance_to(self, ts_s: float) -> None:
         """The line has been simulated up to ``ts_s``: idle frames up to then may be delivered."""
         with self._cond:
+            was_due = self._next_idle_s <= self._line_ts_s
             self._line_ts_s = max(self._line_ts_s, ts_s)
-            self._cond.notify_all()
+            if not was_due and self._next_idle_s <= self._line_ts_s:
+                self._cond.notify_all()  # only when a frame became due: no wake-up per line tick
 
     def expose(self, image: np.ndarray, ts_s: float, part_index: int) -> None:
         """The camera takes ``image`` at ``ts_s`` (the trigger instant) for simulated part ``part_index``."""
