@@ -238,3 +238,42 @@ def test_bad_simulator_input_is_one_line_and_exit_2(args: list[str], message: st
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_simulated_line_keeps_the_configs_model_policy_and_encoder_limits(
+    model_path: Path, replay_folder: Path
+) -> None:
+    from conftest import make_config
+
+    from edge_inspect.linesim.runner import sim_config
+
+    base = make_config(
+        model_path,
+        replay_folder,
+        line={
+            "travel_delay_ms": None,
+            "camera_to_diverter_mm": 250.0,
+            "belt_speed_mm_s": 500.0,
+            "tracking": "encoder",
+            "failsafe_action": "pass",
+        },
+        encoder={"type": "gpiozero", "pin_a": 5, "pin_b": 6, "pulses_per_mm": 4.0, "counter_bits": 16},
+    )
+    options = SimOptions(tracking="time", camera_to_diverter_mm=250.0, speed_mm_s=800.0, pulses_per_mm=4.0)
+    config = sim_config(base, options, named_profile("ramp", 800.0))
+    assert config.model.path == base.model.path and config.line.failsafe_action == "pass"
+    assert config.line.tracking == "time" and config.line.travel_delay_s == pytest.approx(250.0 / 800.0)
+    assert config.trigger.mode == "triggered" and config.outputs.reject.type == "simulated"
+    assert config.encoder is not None and config.encoder.type == "simulated"
+    assert config.encoder.counter_bits == 16 and config.encoder.pulses_per_mm == 4.0
+    assert not (config.web.enabled or config.mqtt.enabled or config.defect_log.enabled)
+
+
+def test_a_negative_seed_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "simulate", "--seed", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "must not be negative" in done.stderr

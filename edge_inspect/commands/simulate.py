@@ -31,6 +31,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -53,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--pitch-mm", type=_positive, default=120.0, help="leading edge to leading edge (120)")
     parser.add_argument("--jitter-mm", type=_not_negative, default=10.0, help="pitch jitter, +- mm (10)")
     parser.add_argument("--defect-fraction", type=_fraction, default=0.25, help="share of defective parts (0.25)")
-    parser.add_argument("--seed", type=int, default=0, help="images, defects and jitter (same seed, same line)")
+    parser.add_argument("--seed", type=_seed, default=0, help="images, defects and jitter (same seed, same line)")
     parser.add_argument(
         "--camera-to-diverter-mm", type=_positive, help="tracking distance the appliance uses (config's, else 300)"
     )

@@ -100,9 +100,11 @@ def sim_config(base: AppConfig, options: SimOptions, profile: SpeedProfile) -> A
         "pulse_width_ms": options.pulse_width_ms or base.line.pulse_width_ms,
         "failsafe_action": base.line.failsafe_action,
         "tracking": options.tracking,
-        "latency_budget_ms": options.latency_budget_ms,
+        "latency_budget_ms": options.latency_budget_ms or base.line.latency_budget_ms,
     }
-    encoder = dict(raw.get("encoder") or {})
+    # the fault limits of the config's encoder carry over; its pins do not (the line's encoder is simulated)
+    shared = ("counter_bits", "stall_parts", "reverse_tolerance_counts", "max_speed_mm_s")
+    encoder = {k: v for k, v in (raw.get("encoder") or {}).items() if k in shared}
     encoder.update({"type": "simulated", "pulses_per_mm": options.pulses_per_mm})
     encoder["max_speed_mm_s"] = max(float(encoder.get("max_speed_mm_s", 0.0)), profile.max_speed_mm_s * 2.0)
     raw.update(
