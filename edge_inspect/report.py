@@ -66,6 +66,9 @@ def build_report(inspector: Inspector, results: list[PartResult]) -> dict[str, A
             for r in results
         ],
     }
+    skipped_files = getattr(inspector.source, "skipped_files", None)
+    if skipped_files is not None:
+        report["replay_files_skipped"] = list(skipped_files)  # named, so a half-copied folder is noticed
     if isinstance(inspector.reject, SimulatedOutput):
         report["reject_actuations"] = [
             {"on_ts_s": a.on_ts_s, "off_ts_s": a.off_ts_s, "width_ms": a.width_ms}

@@ -97,7 +97,7 @@ def test_unreadable_files_are_skipped_and_listed(replay_folder: Path) -> None:
     (replay_folder / "zz_broken.jpg").write_bytes(b"\xff\xd8 truncated")
     source = ReplaySource(ReplaySourceConfig(path=replay_folder))
     source.open()
-    assert len(source.frames) == 8 and source.skipped_files == ["zz_broken.jpg"]
+    assert len(source.frames) == 8 and source.skipped_files == ["zz_broken.jpg (unreadable)"]
 
 
 def test_unknown_source_type_names_the_choices() -> None:
@@ -106,3 +106,35 @@ def test_unknown_source_type_names_the_choices() -> None:
 
     with pytest.raises(ConfigError, match=r"unknown type 'usb' \(choices: opencv, picamera2, replay\)"):
         load_backend(SOURCES, "source", "usb")
+
+
+def test_unreadable_and_empty_files_are_named_once_in_a_warning_and_counted(
+    replay_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (replay_folder / "a_empty.png").write_bytes(b"")
+    (replay_folder / "sub").mkdir()
+    (replay_folder / "sub" / "b_broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    source = ReplaySource(ReplaySourceConfig(path=replay_folder))
+    with caplog.at_level("WARNING", logger="edge_inspect.sources.replay"):
+        source.open()
+        source.close()
+        source.open()  # a reopen after a camera fault: the frames are held, nothing new to say
+    warnings = [r.getMessage() for r in caplog.records if r.name == "edge_inspect.sources.replay"]
+    assert warnings == [
+        f"replay source: skipped 2 of 10 image file(s) in {replay_folder}: "
+        "a_empty.png (empty), sub/b_broken.jpg (unreadable)"
+    ]
+    assert source.files_skipped == 2 and len(source.frames) == 8
+
+
+def test_a_long_list_of_skipped_files_is_cut_short(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "good.png"), np.zeros((8, 8, 3), np.uint8))
+    for i in range(13):
+        (folder / f"bad_{i:02d}.png").write_bytes(b"")
+    source = ReplaySource(ReplaySourceConfig(path=folder))
+    with caplog.at_level("WARNING", logger="edge_inspect.sources.replay"):
+        source.open()
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "edge_inspect.sources.replay"]
+    assert message.endswith("bad_09.png (empty) and 3 more") and source.files_skipped == 13

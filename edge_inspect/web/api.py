@@ -72,7 +72,11 @@ def status_json(ctx: WebContext) -> dict[str, Any]:
             "max": s.latency.max_ms,
             "count": s.latency.count,
         },
-        "model": {"name": s.model_name, "version": s.model_version},
+        "model": {
+            "name": s.model_name,
+            "version": s.model_version,
+            "selftest_probes": len(ctx.inspector.classifier.metadata.selftest_probes),  # 0: runs untested
+        },
         "threshold": s.threshold,
         "uptime_s": s.uptime_s,
         "live": _live_json(ctx.inspector),
