@@ -54,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--speed-profile", default="constant", help="constant, ramp, stop-go, or a CSV of time_s,speed_mm_s"
     )
-    parser.add_argument("--speed-mm-s", type=_positive, default=600.0, help="(top) belt speed, mm/s (600)")
+    parser.add_argument(
+        "--speed-mm-s", type=_positive, default=600.0, help="named profiles: top speed; time tracking assumes it (600)"
+    )
     parser.add_argument("--tracking", choices=("encoder", "time"), default="encoder", help="due by belt or clock")
     parser.add_argument("--part-length-mm", type=_positive, default=50.0, help="part length along the belt (50)")
     parser.add_argument("--pitch-mm", type=_positive, default=120.0, help="leading edge to leading edge (120)")
@@ -113,7 +115,7 @@ def table(figures: dict[str, Any]) -> str:
     margin, latency = figures["margin_ms"], figures["latency_ms"]
     rows = [
         ("tracking", figures["tracking"]),
-        ("speed profile", f"{figures['speed_profile']} (top {figures['belt_speed_mm_s']:.0f} mm/s)"),
+        ("speed profile", f"{figures['speed_profile']} (top {figures['profile_top_speed_mm_s']:.0f} mm/s)"),
         ("parts", figures["parts"]),
         ("defects", figures["defects"]),
         ("defects diverted", figures["defects_diverted"]),

@@ -96,7 +96,8 @@ def sim_config(base: AppConfig, options: SimOptions, profile: SpeedProfile) -> A
     raw = base.model_dump(mode="json")
     line: dict[str, Any] = {
         "camera_to_diverter_mm": options.camera_to_diverter_mm,
-        "belt_speed_mm_s": options.speed_mm_s,  # time tracking assumes this; encoder tracking: top speed
+        # time tracking assumes the set speed; for encoder tracking it is the belt's top speed
+        "belt_speed_mm_s": options.speed_mm_s if options.tracking == "time" else profile.max_speed_mm_s,
         "pulse_width_ms": options.pulse_width_ms or base.line.pulse_width_ms,
         "failsafe_action": base.line.failsafe_action,
         "tracking": options.tracking,
@@ -270,6 +271,7 @@ def run_simulation(
         tracking=options.tracking,
         speed_profile=profile.name,
         belt_speed_mm_s=options.speed_mm_s,
+        profile_top_speed_mm_s=profile.max_speed_mm_s,
         options=asdict(options),
         latency_ms={"p50": latency.p50_ms, "p99": latency.p99_ms, "max": latency.max_ms},
         reject_late_ms={"p50": late[len(late) // 2] if late else None, "max": late[-1] if late else None},
