@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,3 +98,28 @@ def test_a_reversing_belt_is_a_fault_and_fail_safes_the_part(model_path: Path, r
         assert wait_for(lambda: inspector.state is RunState.RUNNING)
     [result] = results
     assert result.failsafe_reason is FailsafeReason.ENCODER_FAULT and result.is_rejected
+
+
+def test_the_app_wires_the_encoder_and_a_dead_one_is_a_fault(model_path: Path, replay_folder: Path) -> None:
+    from edge_inspect.app import build_inspector, open_devices
+
+    config = make_config(
+        model_path,
+        replay_folder,
+        line={"travel_delay_ms": None, "camera_to_diverter_mm": 100.0, "belt_speed_mm_s": 250.0, "tracking": "encoder"},
+        encoder={"type": "simulated", "pulses_per_mm": 1.0},
+    )
+    with open_devices(config) as devices:
+        assert isinstance(devices.encoder, SimulatedEncoder)
+        inspector = build_inspector(config, devices)
+        subscription = inspector.subscribe("test")
+        inspector.start(max_parts=6)  # free run: frames are parts, and the belt never moves
+        assert inspector.wait_until_done(30)
+        status = inspector.status()
+        inspector.stop()
+    results = collect(subscription)
+    assert status.state is RunState.FAULT
+    assert re.search(r"no pulses while [3-6] parts arrived", status.fault_reason or "")
+    assert len(results) == 6
+    # the first two parts wait for a belt that never comes until the fault: then all are fail-safe
+    assert all(r.failsafe_reason is FailsafeReason.ENCODER_FAULT and r.is_rejected for r in results)
