@@ -71,6 +71,8 @@ def boxes(
             section = {
                 **plant.model_dump(mode="json"), "enabled": True, "appliance_id": appliance_id, "line": line,
                 "groups": groups, "staging_dir": str(folder / "staging"), "rollback_window_parts": 16,
+                # 16 parts of a loaded replay camera (it skips frames when late) vary by more than 10 points
+                "rollback_yield_drop": 0.5,
                 **plant_changes,
             }  # fmt: skip
             config = make_config(
@@ -125,7 +127,7 @@ def test_a_yield_drop_after_the_swap_rolls_back(
         assert box.model_version == "test-1"
         detail = pg_rows(plant_config, "SELECT detail FROM rollout_status")[0][0]
         # ~0 % after (a part in flight at the swap may still meet the old threshold), from 75 % before
-        assert re.search(r"before the swap, \d+\.\d% over 16 after: a drop over 10%; swapped back", detail), detail
+        assert re.search(r"before the swap, \d+\.\d% over 16 after: a drop over 50%; swapped back", detail), detail
         assert box.audit.recent()[0].action == "model rollout rolled_back"
 
 
