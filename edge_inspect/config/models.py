@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from .base import StrictModel
 from .defect_log import DefectLogConfig
 from .mqtt import MqttConfig
+from .plc import ModbusTriggerConfig, PlcConfig
 from .web import WebConfig
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,7 +160,8 @@ class SoftwareTriggerConfig(StrictModel):
 
 
 TriggerInputConfig = Annotated[
-    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig, Field(discriminator="type")
+    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig | ModbusTriggerConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -296,3 +298,10 @@ class AppConfig(StrictModel):
     web: WebConfig = Field(default_factory=WebConfig, description="Operator web view and JSON API.")
     defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
+    plc: PlcConfig = Field(default_factory=PlcConfig, description="PLC interfaces: Modbus TCP, OPC UA.")
+
+    @model_validator(mode="after")
+    def _modbus_trigger_needs_server(self) -> AppConfig:
+        if isinstance(self.trigger.input, ModbusTriggerConfig) and not self.plc.modbus.enabled:
+            raise ValueError("trigger.input type 'modbus' needs [plc.modbus] enabled = true")
+        return self
