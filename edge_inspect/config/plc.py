@@ -83,6 +83,10 @@ class PlcConfig(StrictModel):
     event_queue_items: int = Field(
         64, ge=1, le=4096, description="Results waiting for the PLC servers; a full queue drops and counts."
     )
+    thread_nice: int = Field(
+        5, ge=0, le=19, description="PLC server threads run this much nicer than inspection (Linux; 0: same). "
+        "Higher leaves more CPU to inspection but stamps Modbus triggers later under load (docs/PLC.md).",
+    )
 
     @field_validator("models")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config.plc import PlcModbusConfig
 from ..errors import FieldbusError
+from ..web.priority import lower_this_thread
 from . import registers as reg
 from .handshake import Handshake
 
@@ -115,8 +116,9 @@ def build_device(unit_id: int, gate: RequestGate) -> Any:
 class ModbusServer:
     """Runs the Modbus TCP server on its own thread and asyncio loop; ``start`` returns once it listens."""
 
-    def __init__(self, config: PlcModbusConfig, handshake: Handshake) -> None:
+    def __init__(self, config: PlcModbusConfig, handshake: Handshake, thread_nice: int = 0) -> None:
         self.config = config
+        self.thread_nice = thread_nice
         self.gate = RequestGate(handshake)
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,6 +148,7 @@ class ModbusServer:
         log.info("Modbus TCP: serving unit %d on %s:%d", self.config.unit_id, self.config.host, self.port)
 
     def _run(self) -> None:
+        lower_this_thread(self.thread_nice)
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:

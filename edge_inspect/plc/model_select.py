@@ -16,6 +16,7 @@ from pathlib import Path
 from ..classify import Region, load_classifier
 from ..classify.base import Classifier
 from ..pipeline import Inspector
+from ..web.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,9 @@ CHANGED_ELSEWHERE = 0xFFFF
 class ModelSwitcher:
     """Turns model numbers into loaded, self-tested classifiers swapped into the Inspector."""
 
-    def __init__(self, inspector: Inspector, models: dict[int, Path]) -> None:
+    def __init__(self, inspector: Inspector, models: dict[int, Path], thread_nice: int = 0) -> None:
         self.inspector = inspector
+        self.thread_nice = thread_nice
         self.models = dict(models)
         self.active_number = 0
         self.failures = 0
@@ -77,6 +79,7 @@ class ModelSwitcher:
             self._thread = None
 
     def _run(self) -> None:
+        lower_this_thread(self.thread_nice)  # loading a model is CPU work the line must not feel
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()

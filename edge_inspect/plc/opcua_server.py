@@ -21,6 +21,7 @@ from ..config.models import AppConfig
 from ..errors import FieldbusError
 from ..events import PartResult, RunState, StatusSnapshot, Verdict
 from ..pipeline import Inspector
+from ..web.priority import lower_this_thread
 from .handshake import wrap16
 from .model_select import ModelSwitcher
 from .opcua_security import WebUserManager, build_ruleset, current_user, ensure_certificate
@@ -99,6 +100,7 @@ class OpcuaServer:
             self._subscription = None
 
     def _run(self) -> None:
+        lower_this_thread(self.config.plc.thread_nice)
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:

@@ -20,6 +20,7 @@ from ..config.models import AppConfig
 from ..events import PartResult, RunState
 from ..pipeline import Inspector
 from ..triggers.modbus import ModbusTrigger
+from ..web.priority import lower_this_thread
 from .handshake import ApplianceView, Handshake
 from .modbus_server import ModbusServer
 from .model_select import ModelSwitcher
@@ -73,6 +74,7 @@ class ModbusConsumer:
     handshake: Handshake
     refresh_s: float
     max_items: int = 64
+    thread_nice: int = 0
     subscription: Subscription[PartResult] | None = None
     _thread: threading.Thread | None = None
 
@@ -90,6 +92,7 @@ class ModbusConsumer:
         self.handshake.update_view(appliance_view(self.inspector, self.models, dropped))
 
     def _pump(self) -> None:
+        lower_this_thread(self.thread_nice)
         assert self.subscription is not None
         next_refresh_s = time.monotonic() + self.refresh_s
         while not self._stop.is_set():
@@ -117,7 +120,7 @@ class PlcService:
     def __init__(self, config: AppConfig, inspector: Inspector) -> None:
         self.config = config
         self.inspector = inspector
-        self.models = ModelSwitcher(inspector, config.plc.models)
+        self.models = ModelSwitcher(inspector, config.plc.models, config.plc.thread_nice)
         self.handshake: Handshake | None = None
         self.modbus: ModbusServer | None = None
         self.opcua: Any = None
@@ -135,11 +138,11 @@ class PlcService:
                 self.handshake = Handshake(actions, plc.modbus.result_fifo_entries, window_s)
                 self._consumer = ModbusConsumer(
                     self.inspector, self.models, self.handshake, plc.modbus.status_refresh_ms / 1000.0,
-                    plc.event_queue_items,
+                    plc.event_queue_items, plc.thread_nice,
                 )
                 self._consumer.start()
                 stack.callback(self._consumer.close)
-                self.modbus = ModbusServer(plc.modbus, self.handshake)
+                self.modbus = ModbusServer(plc.modbus, self.handshake, plc.thread_nice)
                 self.modbus.start()
                 stack.callback(self.modbus.close)
             if plc.opcua.enabled:
