@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -155,18 +156,18 @@ def _classifier(model: Path) -> Any:
     return OnnxClassifier(model, warmup_runs=3)
 
 
-def poller_main(port: int, clients: int, seconds: float, period_s: float) -> None:
+def poller_main(port: int, clients: int, seconds: float, period_s: float, ready: Any = None) -> None:
     """Child process: ``clients`` PLCs, each reading status bits and data words every ``period_s``."""
-    import os
-
     from pymodbus.client import ModbusTcpClient
 
     os.nice(10)  # stands in for PLCs: their CPU is not the appliance's
     counts = [0] * clients
+    connected = threading.Barrier(clients + 1)
 
     def poll(index: int) -> None:
         client = ModbusTcpClient("127.0.0.1", port=port)
         client.connect()
+        connected.wait()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             cycle = time.monotonic()
@@ -179,17 +180,36 @@ def poller_main(port: int, clients: int, seconds: float, period_s: float) -> Non
     threads = [threading.Thread(target=poll, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
+    connected.wait()
+    if ready is not None:
+        ready.put("ready")
     for thread in threads:
         thread.join()
     print(json.dumps({"requests_per_s": sum(counts) / seconds}), flush=True)
 
 
-def bench_clients(model: Path, frames: Path, ceiling: float, seconds: float, rounds: int, period_s: float
-                  ) -> dict[str, Any]:
+def plc_thread_cpu_s() -> float:
+    """CPU seconds so far of this process's PLC threads (ei-plc-*), Linux."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for thread in threading.enumerate():
+        if not thread.name.startswith("ei-plc"):
+            continue
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def bench_clients(model: Path, frames: Path, ceiling: float, seconds: float, rounds: int, period_s: float,
+                  thread_nice: int = 0) -> dict[str, Any]:
     config = config_from_dict({
         "source": {"type": "replay", "path": str(frames), "frames_per_second": min(1000.0, ceiling * 1.2)},
         "model": {"path": str(model)}, "line": {"travel_delay_ms": 250.0},
-        "plc": {"modbus": {"enabled": True, "port": 0}}, "web": {"enabled": False},
+        "plc": {"modbus": {"enabled": True, "port": 0}, "thread_nice": thread_nice}, "web": {"enabled": False},
     })
     source = create_source(config.source)
     source.open()
@@ -203,16 +223,26 @@ def bench_clients(model: Path, frames: Path, ceiling: float, seconds: float, rou
         for _ in range(rounds):
             quiet = measure(inspector, seconds)
             queue: Any = context.Queue()
-            child = context.Process(target=_poller_entry, args=(queue, service.modbus.port, 5, seconds + 4.0, period_s))
+            child = context.Process(target=_poller_entry, args=(queue, service.modbus.port, 5, seconds + 2.0, period_s))
             child.start()
-            time.sleep(2.0)
+            assert queue.get(timeout=120) == "ready"  # every client connected and polling
+            time.sleep(1.0)
+            plc_cpu_before, requests_before = plc_thread_cpu_s(), service.modbus.gate.requests
             busy = measure(inspector, seconds)
+            plc_cpu_s, requests = plc_thread_cpu_s() - plc_cpu_before, service.modbus.gate.requests - requests_before
             child.join()
-            windows.append({"no_clients": quiet, "five_clients": busy, "poller": queue.get(timeout=5)})
+            windows.append({"no_clients": quiet, "five_clients": busy, "poller": queue.get(timeout=5),
+                            "plc_threads_cpu_percent": 100.0 * plc_cpu_s / seconds,
+                            "plc_cpu_us_per_request": 1e6 * plc_cpu_s / max(requests, 1),
+                            "requests_per_s": requests / seconds})
     quiet_rate = statistics.mean(w["no_clients"]["parts_per_s"] for w in windows)
     busy_rate = statistics.mean(w["five_clients"]["parts_per_s"] for w in windows)
-    return {"windows": windows, "no_clients_parts_per_s": quiet_rate, "five_clients_parts_per_s": busy_rate,
-            "ratio": busy_rate / quiet_rate, "poll_period_ms": period_s * 1000.0, "ceiling_parts_per_s": ceiling}
+    cpu_per_request = statistics.median(w["plc_cpu_us_per_request"] for w in windows)
+    return {"windows": windows, "plc_cpu_us_per_request_median": cpu_per_request,
+            "round_ratios": [w["five_clients"]["parts_per_s"] / w["no_clients"]["parts_per_s"] for w in windows],
+            "no_clients_parts_per_s": quiet_rate, "five_clients_parts_per_s": busy_rate,
+            "ratio": busy_rate / quiet_rate, "poll_period_ms": period_s * 1000.0, "ceiling_parts_per_s": ceiling,
+            "thread_nice": thread_nice}
 
 
 def _poller_entry(queue: Any, port: int, clients: int, seconds: float, period_s: float) -> None:
@@ -221,7 +251,7 @@ def _poller_entry(queue: Any, port: int, clients: int, seconds: float, period_s:
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        poller_main(port, clients, seconds, period_s)
+        poller_main(port, clients, seconds, period_s, queue)
     queue.put(json.loads(out.getvalue()))
 
 
@@ -232,14 +262,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--poll-period-ms", type=float, default=10.0)
+    parser.add_argument("--thread-nice", type=int, default=0, help="plc.thread_nice for the clients run")
+    parser.add_argument("--only", choices=["latency", "fifo", "clients"], help="run one measurement")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ei-bench-plc-") as tmp_name:
         model, frames, _classifier_unused, ceiling = bench_setup(Path(tmp_name), args.model)
-        figures = {
-            "latency": bench_latency(model, frames, args.parts),
-            "fifo": bench_fifo(args.seconds),
-            "clients": bench_clients(model, frames, ceiling, args.seconds, args.rounds, args.poll_period_ms / 1000.0),
+        runs = {
+            "latency": lambda: bench_latency(model, frames, args.parts),
+            "fifo": lambda: bench_fifo(args.seconds),
+            "clients": lambda: bench_clients(model, frames, ceiling, args.seconds, args.rounds,
+                                             args.poll_period_ms / 1000.0, args.thread_nice),
         }
+        figures: dict[str, Any] = {name: run() for name, run in runs.items() if args.only in (None, name)}
+        figures["load_average_1min_end"] = os.getloadavg()[0]
     print(json.dumps(figures, indent=2))
 
 

@@ -217,3 +217,26 @@ def test_model_select_by_number_swaps_between_parts(model_path: Path, tmp_path: 
         finally:
             plc.close()
         appliance.assert_accounting()
+
+
+def test_service_registry_starts_the_plc_service(model_path: Path, tmp_path: Path) -> None:
+    from edge_inspect.plc.service import PlcService
+    from edge_inspect.services import start_services
+    from edge_inspect.triggers.modbus import ModbusTrigger
+
+    from conftest import build_inspector  # isort: skip
+
+    config = plc_config(model_path, level_folder(tmp_path / "dark", DARK))
+    inspector = build_inspector(config, trigger=ModbusTrigger())
+    with inspector, start_services(config, inspector) as running:
+        service = running["plc"]
+        assert isinstance(service, PlcService) and service.modbus is not None and service.opcua is None
+        plc = Plc(service.modbus.port or 0)
+        try:
+            plc.set("trigger_enable", True)
+            plc.set("trigger", True)  # inspection not started: refused, signalled
+            wait_for(lambda: plc.words()["error_code"] == reg.ErrorCode.TRIGGER_NOT_RUNNING, what="refusal")
+            assert plc.status()["missed_acquisition"] and not plc.status()["online"]
+        finally:
+            plc.close()
+    assert inspector.parts_started == 0

@@ -84,8 +84,8 @@ class PlcConfig(StrictModel):
         64, ge=1, le=4096, description="Results waiting for the PLC servers; a full queue drops and counts."
     )
     thread_nice: int = Field(
-        5, ge=0, le=19, description="PLC server threads run this much nicer than inspection (Linux; 0: same). "
-        "Higher leaves more CPU to inspection but stamps Modbus triggers later under load (docs/PLC.md).",
+        0, ge=0, le=19, description="PLC server threads run this much nicer than inspection (Linux; 0: same). "
+        "On a CPU-starved box a niced thread holding Python's GIL stalls the loop: keep 0 (docs/PLC.md).",
     )
 
     @field_validator("models")

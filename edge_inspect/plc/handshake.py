@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..events import PartResult, RunState, StatusSnapshot, Verdict
 from . import registers as reg
@@ -142,6 +143,8 @@ class Handshake:
         self.last_inspection_id = 0
         self.last_latency = 0
         self._model_failures_seen = 0
+        self._version = 0  # bumped by every change: register images are rebuilt only after one
+        self._images: dict[str, tuple[int, list[Any]]] = {}
         self._pending: deque[tuple[int, float]] = deque()  # (acquisition id, edge time) awaiting a result
 
     # ------------------------------------------------------------------ PLC writes
@@ -149,6 +152,7 @@ class Handshake:
     def write_coils(self, address: int, values: list[bool], now_s: float) -> None:
         """Apply a write of ``values`` starting at coil ``address`` (addresses already validated)."""
         with self.lock:
+            self._version += 1
             for offset, value in enumerate(values):
                 name = _COILS[address + offset]
                 was = self.coils[name]
@@ -188,6 +192,7 @@ class Handshake:
     def write_model_select(self, number: int) -> bool:
         """The PLC selects a model; False (nothing changes) when ``number`` is not configured."""
         with self.lock:
+            self._version += 1
             if not self.actions.select_model(number):
                 return False
             self.model_select = number
@@ -198,6 +203,7 @@ class Handshake:
     def add_result(self, result: PartResult) -> None:
         """A finished part: tie it to its fieldbus trigger, queue it, toggle inspection_completed."""
         with self.lock:
+            self._version += 1
             entry = ResultEntry.from_result(result, self._acquisition_for(result.capture_ts_s))
             if not self.fifo.push(entry):
                 self.overrun = True
@@ -222,6 +228,7 @@ class Handshake:
 
     def update_view(self, view: ApplianceView) -> None:
         with self.lock:
+            self._version += 1
             self.view = view
             if view.status is not None and view.status.state is RunState.FAULT:
                 self.error_code = self.error_code or ErrorCode.APPLIANCE_FAULT
@@ -231,13 +238,19 @@ class Handshake:
 
     # ------------------------------------------------------------------ register images
 
-    def coil_bits(self) -> list[bool]:
+    def _cached(self, key: str, build: Callable[[], list[Any]]) -> list[Any]:
         with self.lock:
-            return [self.coils[name] for name in _COILS]
+            cached = self._images.get(key)
+            if cached is None or cached[0] != self._version:
+                cached = (self._version, build())
+                self._images[key] = cached
+            return cached[1]
+
+    def coil_bits(self) -> list[bool]:
+        return self._cached("coils", lambda: [self.coils[name] for name in _COILS])
 
     def status_bits(self) -> list[bool]:
-        with self.lock:
-            return self._status_bits()
+        return self._cached("status", self._status_bits)
 
     def _status_bits(self) -> list[bool]:
         status = self.view.status
@@ -266,36 +279,38 @@ class Handshake:
 
     def input_registers(self) -> list[int]:
         """The input-register table, address 0 first."""
-        with self.lock:
-            bits = self._status_bits()
-            presented = self.fifo.presented
-            status = self.view.status
-            values: dict[str, int] = {
-                "status_bits": sum(1 << i for i, bit in enumerate(bits) if bit),
-                "acquisition_id": wrap16(self.acquisitions),
-                "results_pending": len(self.fifo.entries),
-                "model_id": self.view.model_id,
-                "error_code": int(self.error_code),
-                "results_dropped": self.fifo.dropped & WORD,
-                "last_inspection_id": self.last_inspection_id,
-                "last_latency": self.last_latency,
-                "run_state": _RUN_STATE_CODES[status.state] if status is not None else 0,
-                "events_dropped": self.view.events_dropped,
-            }
-            if presented is not None:
-                values.update(
-                    result_inspection_id=presented.inspection_id,
-                    result_acquisition_id=presented.acquisition_id,
-                    result_code=presented.result_code,
-                    result_failsafe_reason=presented.failsafe_reason,
-                    result_defect_score=presented.defect_score,
-                    result_latency=presented.latency,
-                    result_rejected=presented.rejected,
-                )
-            if status is not None:
-                values.update(
-                    inspected=status.inspected, good=status.good, rejected=status.rejected, failsafe=status.failsafe
-                )
+        return self._cached("input", self._input_registers)
+
+    def _input_registers(self) -> list[int]:
+        bits = self._status_bits()
+        presented = self.fifo.presented
+        status = self.view.status
+        values: dict[str, int] = {
+            "status_bits": sum(1 << i for i, bit in enumerate(bits) if bit),
+            "acquisition_id": wrap16(self.acquisitions),
+            "results_pending": len(self.fifo.entries),
+            "model_id": self.view.model_id,
+            "error_code": int(self.error_code),
+            "results_dropped": self.fifo.dropped & WORD,
+            "last_inspection_id": self.last_inspection_id,
+            "last_latency": self.last_latency,
+            "run_state": _RUN_STATE_CODES[status.state] if status is not None else 0,
+            "events_dropped": self.view.events_dropped,
+        }
+        if presented is not None:
+            values.update(
+                result_inspection_id=presented.inspection_id,
+                result_acquisition_id=presented.acquisition_id,
+                result_code=presented.result_code,
+                result_failsafe_reason=presented.failsafe_reason,
+                result_defect_score=presented.defect_score,
+                result_latency=presented.latency,
+                result_rejected=presented.rejected,
+            )
+        if status is not None:
+            values.update(
+                inspected=status.inspected, good=status.good, rejected=status.rejected, failsafe=status.failsafe
+            )
         words = [0] * reg.table_size("input_register")
         for signal in reg.signals("input_register"):
             value = values.get(signal.name, 0)
