@@ -6,11 +6,12 @@ import logging
 import math
 from pathlib import Path
 
-from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..classify import OnnxClassifier, Region, load_classifier
 from ..errors import EdgeInspectError
+from ..settings import SETTINGS_EXTENSION, SettingsError, SettingsStore, current_settings
 from .auth import current_user, require_role, wants_json
 from .context import WebContext, web_context
 
@@ -76,6 +77,21 @@ def _audit(action: str, old: object, new: object) -> None:
     web_context().audit.record(user.name, action, old, new, client=request.remote_addr)
 
 
+def _persisted() -> str:
+    """Save the running threshold and model (when the app keeps a settings file); a note for the admin."""
+    store = current_app.extensions.get(SETTINGS_EXTENSION)
+    if not isinstance(store, SettingsStore):
+        return ""
+    ctx, user = web_context(), current_user()
+    assert user is not None
+    try:
+        store.save(current_settings(ctx.inspector, ctx.models_dir, user.name))
+    except SettingsError as error:
+        log.error("%s", error)
+        return f" Not saved, a restart will undo it: {error}"
+    return " Saved: a restart keeps it."
+
+
 @bp.route("/")
 def index() -> BaseResponse:
     return _page()
@@ -119,7 +135,7 @@ def threshold() -> BaseResponse:
         return _refused(f"threshold {raw} is out of range: enter a value from 0 to 1")
     old = web_context().inspector.set_threshold(value)
     _audit("threshold", f"{old:.4f}", f"{value:.4f}")
-    return _done(f"Threshold changed from {old:.4f} to {value:.4f}.")
+    return _done(f"Threshold changed from {old:.4f} to {value:.4f}.{_persisted()}")
 
 
 def _load_checked(ctx: WebContext, path: Path) -> OnnxClassifier:
@@ -152,4 +168,5 @@ def model() -> BaseResponse:
         _audit("model", old_label, _model_label(ctx))
         if ctx.inspector.threshold != old_threshold:
             _audit("threshold (model's own)", f"{old_threshold:.4f}", f"{ctx.inspector.threshold:.4f}")
-    return _done(f"Now inspecting with {_model_label(ctx)}, threshold {ctx.inspector.threshold:.4f}.")
+        saved = _persisted()
+    return _done(f"Now inspecting with {_model_label(ctx)}, threshold {ctx.inspector.threshold:.4f}.{saved}")

@@ -47,6 +47,9 @@
     byId("alarm").hidden = alarms.length === 0;
     text("alarm", alarms.length ? `ALARM: ${alarms.join("; ")}` : "");
     text("model-name", `${s.model.name} ${s.model.version}`);
+    const untested = s.model.selftest_probes === 0;
+    byId("untested").hidden = !untested;
+    text("untested", untested ? "UNTESTED MODEL: it has no self-test probes (see edge-inspect model set-meta --probe-image)" : "");
     text("threshold", num(s.threshold, 3));
     const c = s.counters;
     text("c-inspected", String(c.inspected));
@@ -54,6 +57,8 @@
     text("c-rejected", String(c.rejected));
     text("c-failsafe", String(c.failsafe));
     text("c-missed", String(c.missed_deadlines));
+    text("c-not-actuated", String(c.reject_not_actuated));
+    byId("c-not-actuated").classList.toggle("alert", c.reject_not_actuated > 0);
     text("c-dropped", String(c.dropped));
     byId("c-missed").classList.toggle("alert", c.missed_deadlines > 0);
     byId("c-dropped").title = Object.entries(c.dropped_by_consumer).map(([k, v]) => `${k}: ${v}`).join(", ");
