@@ -42,3 +42,7 @@ class DataError(EdgeInspectError, ValueError):
 
 class FieldbusError(EdgeInspectError, RuntimeError):
     """A PLC interface (Modbus TCP, OPC UA server) cannot start or serve."""
+
+
+class EncoderError(EdgeInspectError, RuntimeError):
+    """A belt encoder input cannot be set up."""

@@ -27,6 +27,11 @@ TRIGGERS: dict[str, str] = {
     "jetson": "edge_inspect.triggers.jetson:JetsonTrigger",
     "modbus": "edge_inspect.triggers.modbus:ModbusTrigger",
 }
+ENCODERS: dict[str, str] = {
+    "simulated": "edge_inspect.encoders.simulated:SimulatedEncoder",
+    "gpiozero": "edge_inspect.encoders.gpiozero_encoder:GpiozeroEncoder",
+    "jetson": "edge_inspect.encoders.jetson:JetsonEncoder",
+}
 
 
 def load_backend(registry: dict[str, str], kind: str, type_key: str) -> Any:
