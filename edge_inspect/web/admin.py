@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..classify import OnnxClassifier, Region, load_classifier
 from ..errors import EdgeInspectError
+from .api import line_state
 from .auth import current_user, require_role, wants_json
 from .context import WebContext, web_context
 from .formatting import echo, exact_text, score_text
@@ -55,6 +56,7 @@ def _page(status: int = 200) -> BaseResponse:
         roles=ROLES,
         min_password=ctx.users.password_min_length,
         threshold_exact=exact_text(ctx.inspector.threshold),
+        line_state=line_state(ctx.inspector.status()),
     )
     return Response(body, status=status, mimetype="text/html")
 

@@ -82,7 +82,7 @@
     list.dataset.key = key;
     list.replaceChildren(...c.events.map((e) => {
       const li = document.createElement("li");
-      li.className = `${e.kind}${e.active ? " active" : ""}${e.acknowledged_by ? " acked" : ""}`;
+      li.className = `ev-${e.kind}${e.active ? " active" : ""}${e.acknowledged_by ? " acked" : ""}`;
       const took = e.duration_ms < 1000 ? `${num(e.duration_ms, 0)} ms` : `${num(e.duration_ms / 1000, 1)} s`;
       const cleared = e.active ? "still active" : `cleared ${clockMs(e.cleared_at_s)}`;
       const acked = e.acknowledged_by ? ` · acknowledged by ${e.acknowledged_by}` : "";
@@ -180,7 +180,7 @@
     const r = Math.round(255 * Math.min(1, 2 * t));
     const b = Math.round(255 * Math.min(1, 2 * (1 - t)));
     const g = Math.round(255 * (1 - Math.abs(2 * t - 1)));
-    return `rgba(${r},${g},${b},0.45)`;
+    return `rgba(${r},${g},${b},${(0.12 + 0.5 * t).toFixed(2)})`;  // low scores stay see-through
   }
   function drawHeat(live) {
     if (!heat || !heatToggle || !heatToggle.checked) return;
