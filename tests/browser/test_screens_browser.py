@@ -49,24 +49,31 @@ pytestmark = [
 
 
 class BrieflyFailingSource(FrameSource):
-    """A real replay source whose reads raise CameraError for a short window on request (a cable glitch)."""
+    """A real replay source whose reads raise CameraError for a short window on request (a cable glitch).
+
+    The window starts at the next read, so the glitch always happens however loaded the machine is.
+    """
 
     def __init__(self, inner: FrameSource) -> None:
         self.inner = inner
         self._fail_until_s = 0.0
+        self._pending_s: float | None = None
         self.failures = 0
         self._lock = threading.Lock()
 
     def fail_for(self, seconds: float) -> None:
         with self._lock:
-            self._fail_until_s = time.monotonic() + seconds
+            self._pending_s = seconds
 
     def open(self) -> None:
         self.inner.open()
 
     def read(self, timeout_s: float = 1.0) -> Frame | None:
         with self._lock:
-            failing = time.monotonic() < self._fail_until_s
+            now = time.monotonic()
+            if self._pending_s is not None:
+                self._fail_until_s, self._pending_s = now + self._pending_s, None
+            failing = now < self._fail_until_s
         if failing:
             self.failures += 1
             raise CameraError("frame read failed (test glitch)")
@@ -316,3 +323,119 @@ def test_admin_threshold_round_trip_confirmations_users_and_acknowledge(
     page.wait_for_selector("text=at most 64 KiB")
     assert page.evaluate("() => getComputedStyle(document.body).fontFamily").startswith("system-ui")
     assert inspector.threshold == 0.6
+
+
+@pytest.fixture
+def review_site(tmp_path: Path, model_path: Path) -> Iterator[tuple[str, Any]]:
+    from conftest import make_config as config_of
+    from test_defect_log_helpers import QueueSource, log_config, make_result
+    from test_web_fixtures import QA
+
+    from edge_inspect.defect_log import DefectLogWriter
+    from edge_inspect.defect_log.store import DefectStore
+    from edge_inspect.defect_log.web import review_blueprint
+    from edge_inspect.events import Verdict
+    from edge_inspect.web import create_app
+
+    frames = belt_frames(tmp_path / "belt")
+    data_dir = tmp_path / "log"
+    writer = DefectLogWriter(log_config(data_dir), QueueSource())
+    now = time.time()
+    verdicts = [Verdict.DEFECT, Verdict.DEFECT, Verdict.GOOD, Verdict.FAILSAFE]
+    writer.write_batch([make_result(i, verdicts[i % 4], wall_s=now - 1800 + i * 60) for i in range(1, 25)])
+    writer.close()
+    store = DefectStore(data_dir)
+    web = web_config(tmp_path)
+    users = UserStore(web.db_path, web.password_min_length)
+    add_users(users)
+    app = create_app(build_inspector(config_of(model_path, frames)), web, users, blueprints=[review_blueprint(store)])
+    server = WebServer(app, web)
+    server.start()
+    try:
+        yield server.url.rstrip("/"), (store, QA)
+    finally:
+        server.close()
+
+
+def test_review_and_stats_pages_bulk_undo_types_downloads(review_site: tuple[str, Any], browser: Any) -> None:
+    base, (store, qa) = review_site
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = new_page(browser, 1280, 800, accept_downloads=True)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{base}/login")
+    page.fill("#name", qa[0])
+    page.fill("#password", qa[1])
+    page.click("#login")
+    page.wait_for_url(f"{base}/")
+
+    # item 14: a bad filter shows its error and lists nothing
+    page.goto(f"{base}/review/?since=" + "y" * 5000)
+    assert page.locator("#grid .card").count() == 0
+    assert "5,000 characters" in page.inner_text("main") and "y" * 41 not in page.inner_text("main")
+
+    # item 12: quick time filters; item 11: bulk labelling of a selection, "saved", undo
+    page.goto(f"{base}/review/?verdict=defect")
+    page.click("#quick-ranges a:has-text('Last hour')")
+    page.wait_for_url("**since=1h**")
+    page.goto(f"{base}/review/?verdict=defect")
+    cards = page.locator("#grid .card").count()
+    assert cards == 12
+    page.click("#select-page")
+    assert page.inner_text("#selected-count") == f"{cards} selected"
+    page.select_option("#bulk-type", "scratch")
+    page.click("#bulk button[data-bulk=confirmed_defect]")
+    page.wait_for_selector(f"text=Saved: {cards} part(s) labelled confirmed defect.")
+    labelled = [r for r in store.iter_records() if r.label == "confirmed_defect"]
+    assert len(labelled) == cards and {r.defect_type for r in labelled} == {"scratch"}
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "screens-review-grid.png"))
+    page.keyboard.press("z")  # undo the last review
+    page.wait_for_selector("text=Undone")
+    assert not [r for r in store.iter_records() if r.label is not None]
+
+    # the ? help opens where the user is (scrolled to the bottom here)
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    page.keyboard.press("?")
+    box = page.locator("#help").bounding_box()
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 800
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#help")
+
+    # item 10: a type on the detail page, saved with its key
+    part = next(r for r in store.iter_records() if r.verdict == "defect")
+    page.goto(f"{base}/review/parts/{part.id}")
+    page.select_option("#defect-type", "pit")
+    page.locator("body").click(position={"x": 5, "y": 5})  # leave the select, so the key is a shortcut
+    page.keyboard.press("d")
+    page.wait_for_selector("text=Saved: part")
+    assert (store.get(part.id).label, store.get(part.id).defect_type) == ("confirmed_defect", "pit")
+
+    # item 12: export (zip, for training) and stats (CSV) from the web
+    page.goto(f"{base}/review/")
+    with page.expect_download() as download:
+        page.click("#export-zip")
+    path = download.value.path()
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    assert "defect_log.csv" in names and any(n.startswith("defect/pit/") for n in names)
+
+    # item 5: stats with counts, intervals and "too few reviews"; a labelled chart; inputs not cut off
+    page.goto(f"{base}/review/stats")
+    assert "too few reviews for a rate (1 of 20)" in page.inner_text("#fr-rate")
+    assert "95 % interval" in page.inner_text("#fr-rate")
+    assert "not shown until" in page.inner_text("#true-yield")
+    assert "pit" in page.inner_text("#defect-types")
+    wait_js(page, "() => document.getElementById('yield-chart').complete && "
+                  "document.getElementById('yield-chart').naturalWidth > 0")
+    clipped = page.evaluate("""() => Array.from(document.querySelectorAll('input[type=datetime-local]'))
+        .map((e) => e.scrollWidth - e.clientWidth)""")
+    assert all(c <= 0 for c in clipped), clipped
+    with page.expect_download() as download:
+        page.click("#stats-csv")
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert text.startswith("period,start,inspected") and "defect_type,parts" in text and "pit,1" in text
+    page.screenshot(path=str(ARTIFACTS / "screens-stats.png"), full_page=True)
+    assert not problems, problems
