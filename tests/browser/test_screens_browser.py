@@ -180,7 +180,8 @@ def test_live_page_latches_faults_marks_stale_and_never_shows_a_broken_image(
     assert page.is_visible("#heat-overlay")
     wait_js(page, "() => Number(document.getElementById('live-image').dataset.frames || 0) > 2")
     # the trend chart (matplotlib SVG from the appliance) has loaded
-    wait_js(page, "() => document.getElementById('trend').complete && document.getElementById('trend').naturalWidth > 0")
+    wait_js(page, "() => document.getElementById('trend').complete && "
+                  "document.getElementById('trend').naturalWidth > 0")
     page.evaluate("() => window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "screens-live-desktop.png"))
 
@@ -398,7 +399,7 @@ def test_review_and_stats_pages_bulk_undo_types_downloads(review_site: tuple[str
     page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
     page.keyboard.press("?")
     box = page.locator("#help").bounding_box()
-    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 800
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800
     page.keyboard.press("Escape")
     assert page.is_hidden("#help")
 
