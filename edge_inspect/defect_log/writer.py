@@ -26,11 +26,11 @@ import numpy as np
 from ..config.defect_log import DefectLogConfig
 from ..errors import ConfigError
 from ..events import PartResult, Verdict
+from ..web.priority import lower_this_thread
 from .images import ImageFiles, WrittenImages
 from .reconcile import ReconcileReport, reconcile
 from .retention import FreeBytes, FreeSpaceGuard, PruneResult, disk_free_bytes, prune_by_age, prune_to_budget
 from .retention import used_bytes as log_used_bytes
-from ..web.priority import lower_this_thread
 from .schema import (
     BUCKET_S,
     IMAGES_FAILED,
