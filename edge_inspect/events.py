@@ -41,6 +41,14 @@ class RunState(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class RunPhase:
+    """The run state together with its reason: published as one object, so no reader sees one without the other."""
+
+    state: RunState
+    fault_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class RegionResult:
     """One region's classification."""
 
@@ -108,3 +116,5 @@ class StatusSnapshot:
     threshold: float
     uptime_s: float
     alarms: dict[str, str] = field(default_factory=dict)  # raised by consumers (e.g. QA disk low); no FAULT
+    reject_not_actuated: int = 0  # reject verdicts no pulse fired for (drained at stop, failed write)
+    unmatched_frames: int = 0  # triggered mode: frames no trigger edge used (a misaligned photo-eye shows here)

@@ -31,6 +31,7 @@ from .events import (
     FailsafeReason,
     PartResult,
     RegionResult,
+    RunPhase,
     RunState,
     StatusSnapshot,
     Verdict,
@@ -122,8 +123,9 @@ class Inspector:
         self._prepared: queue.Queue[_Prepared | None] = queue.Queue(maxsize=2)
         self._triggers: queue.SimpleQueue[float] = queue.SimpleQueue()
         self._cond = threading.Condition()
-        self._state = RunState.STOPPED
-        self._fault_reason: str | None = None
+        # State and its reason are one frozen object swapped under a lock: no reader sees one without the other.
+        self._phase_lock = threading.Lock()
+        self._phase = RunPhase(RunState.STOPPED)
         self._fault_sources: dict[str, str] = {}
         self._alarms: dict[str, str] = {}
         # Called on every fault/alarm raise and clear: (kind "fault"/"alarm", key, reason or None when cleared).
@@ -157,7 +159,7 @@ class Inspector:
             return
         self._max_parts = None if max_parts is None else self.parts_started + max_parts
         self._all_done.clear()
-        self._state = RunState.STARTING
+        self._set_phase(RunState.STARTING)
         self._running.set()
         self._accepting.set()
         if self.trigger is not None and self.config.trigger.mode == "triggered":
@@ -196,8 +198,9 @@ class Inspector:
         for part in leftovers:
             self._finish(part, self._clock(), forced_reason=FailsafeReason.STOPPED, fire=False)
         self._safe_outputs()
-        if self._state is not RunState.FAULT:
-            self._state = RunState.STOPPED
+        with self._phase_lock:
+            if self._phase.state is not RunState.FAULT:
+                self._phase = RunPhase(RunState.STOPPED)
 
     def close(self) -> None:
         """Stop, then release every device."""
@@ -270,16 +273,21 @@ class Inspector:
 
     @property
     def state(self) -> RunState:
-        return self._state
+        return self._phase.state
+
+    def phase(self) -> RunPhase:
+        """The run state with its fault reason, read together."""
+        return self._phase
 
     def status(self) -> StatusSnapshot:
         now = self._clock()
         counters = self.counters
         latency, rate = counters.recent(now)
         meta = self._classifier.metadata
+        phase = self._phase
         return StatusSnapshot(
-            state=self._state,
-            fault_reason=self._fault_reason,
+            state=phase.state,
+            fault_reason=phase.fault_reason,
             inspected=counters.inspected,
             good=counters.good,
             defect=counters.defect,
@@ -298,13 +306,16 @@ class Inspector:
             threshold=self._threshold,
             uptime_s=now - self._started_ts_s,
             alarms=dict(self._alarms),
+            reject_not_actuated=counters.reject_not_actuated,
+            unmatched_frames=self._matcher.frames_unmatched,
         )
 
     def dropped(self) -> dict[str, int]:
+        """Items dropped per consumer, plus ``camera_frames``: frames the source lost (its ``frames_dropped``)."""
         dropped = self.bus.dropped()
-        skipped = getattr(self.source, "frames_skipped", None)
-        if skipped is not None:
-            dropped["camera_frames"] = int(skipped)
+        frames_dropped = getattr(self.source, "frames_dropped", None)
+        if frames_dropped is not None:
+            dropped["camera_frames"] = int(frames_dropped)
         return dropped
 
     # ------------------------------------------------------------------ faults
@@ -316,13 +327,18 @@ class Inspector:
             except Exception:  # a listener's bug must not stop the line
                 log.exception("condition listener failed")
 
+    def _set_phase(self, state: RunState) -> None:
+        with self._phase_lock:
+            self._phase = RunPhase(state, self._phase.fault_reason)
+
     def _raise_fault(self, key: str, reason: str) -> None:
         self._notify("fault", key, reason)
-        self._fault_sources[key] = reason
-        self._fault_reason = "; ".join(self._fault_sources.values())
-        if self._state is not RunState.FAULT:
+        with self._phase_lock:
+            self._fault_sources[key] = reason
+            was_fault = self._phase.state is RunState.FAULT
+            self._phase = RunPhase(RunState.FAULT, "; ".join(self._fault_sources.values()))
+        if not was_fault:
             log.error("FAULT: %s", reason)
-        self._state = RunState.FAULT
         self._write_quietly(self.alarm, True)
         self._write_quietly(self.ready, False)
 
@@ -338,17 +354,22 @@ class Inspector:
         if self._alarms.pop(key, None) is None:
             return
         self._notify("alarm", key, None)
-        if not self._alarms and self._state is not RunState.FAULT:
+        if not self._alarms and self._phase.state is not RunState.FAULT:
             self._write_quietly(self.alarm, False)
 
     def _clear_fault(self, key: str) -> None:
-        if self._fault_sources.pop(key, None) is None:
+        if key not in self._fault_sources:  # the common case, every frame: no lock
             return
+        with self._phase_lock:
+            if key not in self._fault_sources:
+                return
+            del self._fault_sources[key]
+            reason = "; ".join(self._fault_sources.values()) or None
+            is_running = not self._fault_sources and self._running.is_set()
+            self._phase = RunPhase(RunState.RUNNING if is_running else self._phase.state, reason)
         self._notify("fault", key, None)
         log.warning("recovered: %s", key)
-        self._fault_reason = "; ".join(self._fault_sources.values()) or None
-        if not self._fault_sources and self._running.is_set():
-            self._state = RunState.RUNNING
+        if is_running:
             self._write_quietly(self.alarm, bool(self._alarms))
             self._write_quietly(self.ready, True)
 
@@ -373,7 +394,9 @@ class Inspector:
     def _capture_loop(self) -> None:
         retry_s = 0.5
         is_open = True
-        self._state = RunState.RUNNING
+        with self._phase_lock:
+            if not self._fault_sources:
+                self._phase = RunPhase(RunState.RUNNING)
         self._write_quietly(self.ready, True)
         while self._running.is_set():
             self._loop_beats["capture"] = self._clock()
@@ -602,7 +625,7 @@ class Inspector:
 
     def _beat_heartbeat(self, now: float) -> None:
         period_s = self.config.outputs.ready_heartbeat_period_ms / 1000.0
-        if period_s <= 0 or self.ready is None or self._state is not RunState.RUNNING:
+        if period_s <= 0 or self.ready is None or self._phase.state is not RunState.RUNNING:
             return
         if now >= self._next_heartbeat_ts_s:
             self._heartbeat_level = not self._heartbeat_level
@@ -665,6 +688,10 @@ class Inspector:
             fired_ts_s=fired_ts,
             image=part.frame.image if part.frame is not None else None,
         )
-        self.counters.record(now, outcome.verdict, outcome.failsafe_reason, outcome.is_rejected, latency_ms)
+        # A reject verdict with no pulse (drained at stop, or the write failed) reached the customer unchecked.
+        self.counters.record(
+            now, outcome.verdict, outcome.failsafe_reason, outcome.is_rejected, latency_ms,
+            is_actuated=fired_ts is not None,
+        )
         self.parts_finished += 1
         self.bus.publish(result)

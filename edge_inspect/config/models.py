@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from .base import StrictModel
 from .defect_log import DefectLogConfig
 from .mqtt import MqttConfig
+from .settings import SettingsConfig
 from .web import WebConfig
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,9 +154,17 @@ class JetsonTriggerConfig(StrictModel):
 
 
 class SoftwareTriggerConfig(StrictModel):
-    """Triggers fired in software (tests, the HTTP API)."""
+    """Triggers fired in software (tests, ``POST /api/trigger`` of the web view; see docs/WEB.md)."""
 
     type: Literal["software"] = "software"
+    http_token_file: Path | None = Field(
+        None,
+        description="File (mode 0600) holding the bearer token a machine sends to POST /api/trigger "
+        "(None: only a logged-in admin may fire).",
+    )
+    http_max_per_s: float = Field(
+        5.0, gt=0, le=100, description="POST /api/trigger accepts at most this many edges per second (else 429)."
+    )
 
 
 TriggerInputConfig = Annotated[
@@ -296,3 +305,4 @@ class AppConfig(StrictModel):
     web: WebConfig = Field(default_factory=WebConfig, description="Operator web view and JSON API.")
     defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
+    settings: SettingsConfig = Field(default_factory=SettingsConfig, description="Settings changed at run time.")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "defects.sqlite"
 IMAGES_DIR = "images"
@@ -150,16 +153,28 @@ def set_aside(data_dir: Path, when: str) -> Path:
 
 
 def open_checked(data_dir: Path, when: str) -> tuple[sqlite3.Connection, Path | None]:
-    """Open the log's database; a damaged one is set aside and a fresh one started (returns where it went)."""
+    """Open the log's database; a damaged one is set aside and a fresh one started (returns where it went).
+
+    Damaged means it cannot be opened or read, or it opens but fails ``PRAGMA quick_check``: writing on
+    into a broken b-tree would lose or mangle what QA logs from now on.
+    """
     try:
         conn = open_db(data_dir)
-        conn.execute("SELECT COUNT(*) FROM parts").fetchone()
-        return conn, None
     except sqlite3.DatabaseError:
         if not db_path(data_dir).is_file():
             raise
-        kept = set_aside(data_dir, when)
-        return open_db(data_dir), kept
+    else:
+        try:
+            conn.execute("SELECT COUNT(*) FROM parts").fetchone()
+            verdict = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+        except sqlite3.DatabaseError:
+            verdict = "unreadable"
+        if verdict == "ok":
+            return conn, None
+        conn.close()
+        log.error("defect log database %s failed its check (%s): setting it aside", db_path(data_dir), verdict)
+    kept = set_aside(data_dir, when)
+    return open_db(data_dir), kept
 
 
 @contextlib.contextmanager

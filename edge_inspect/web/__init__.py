@@ -21,7 +21,6 @@ from .audit import AuditLog
 from .context import EXTENSION_KEY, WebContext, web_context
 from .feed import ResultFeed
 from .formatting import score_text
-from .priority import lower_this_thread
 from .security import SECURITY_HEADERS, LoginThrottle, csrf_token, load_or_create_secret_key
 from .stream import FrameStreamer, inspector_view
 from .users import ROLES, User, UserError, UserStore
@@ -82,7 +81,6 @@ def create_app(
         throttle=LoginThrottle(config.login_max_failures, config.login_lockout_s),
         models_dir=models_dir or config.model_dir or inspector.config.model.path.parent,
     )
-    app.before_request(lambda: lower_this_thread(config.thread_nice))  # waitress workers, once each
     app.before_request(auth.load_user)
     app.before_request(auth.check_csrf)
     app.after_request(_headers)

@@ -6,11 +6,12 @@ import logging
 import math
 from pathlib import Path
 
-from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..classify import OnnxClassifier, Region, load_classifier
 from ..errors import EdgeInspectError
+from ..settings import SETTINGS_EXTENSION, SettingsError, SettingsStore, current_settings
 from .api import line_state
 from .auth import current_user, require_role, wants_json
 from .context import WebContext, web_context
@@ -81,6 +82,21 @@ def _audit(action: str, old: object, new: object) -> None:
     user = current_user()
     assert user is not None  # guarded by _admins_only
     web_context().audit.record(user.name, action, old, new, client=request.remote_addr)
+
+
+def _persisted() -> str:
+    """Save the running threshold and model (when the app keeps a settings file); a note for the admin."""
+    store = current_app.extensions.get(SETTINGS_EXTENSION)
+    if not isinstance(store, SettingsStore):
+        return ""
+    ctx, user = web_context(), current_user()
+    assert user is not None
+    try:
+        store.save(current_settings(ctx.inspector, ctx.models_dir, user.name))
+    except SettingsError as error:
+        log.error("%s", error)
+        return f" Not saved, a restart will undo it: {error}"
+    return " Saved: a restart keeps it."
 
 
 @bp.route("/")
@@ -156,7 +172,7 @@ def threshold() -> BaseResponse:
         return _done(f"Threshold unchanged at {score_text(value)} ({exact_text(value)}).")
     old = inspector.set_threshold(value)
     _audit("threshold", exact_text(old), exact_text(value))
-    return _done(f"Threshold changed from {score_text(old)} to {score_text(value)}.")
+    return _done(f"Threshold changed from {score_text(old)} to {score_text(value)}.{_persisted()}")
 
 
 def _load_checked(ctx: WebContext, path: Path) -> OnnxClassifier:
@@ -189,4 +205,5 @@ def model() -> BaseResponse:
         _audit("model", old_label, _model_label(ctx))
         if ctx.inspector.threshold != old_threshold:
             _audit("threshold (model's own)", exact_text(old_threshold), exact_text(ctx.inspector.threshold))
-    return _done(f"Now inspecting with {_model_label(ctx)}, threshold {score_text(ctx.inspector.threshold)}.")
+        saved = _persisted()
+    return _done(f"Now inspecting with {_model_label(ctx)}, threshold {score_text(ctx.inspector.threshold)}.{saved}")

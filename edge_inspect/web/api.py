@@ -37,6 +37,8 @@ def counters_json(s: StatusSnapshot, dropped: dict[str, int] | None = None) -> d
         "missed_deadlines": s.missed_deadlines,
         "missed_triggers": s.missed_triggers,
         "classifier_errors": s.classifier_errors,
+        "reject_not_actuated": s.reject_not_actuated,
+        "unmatched_frames": s.unmatched_frames,
         "dropped": sum(dropped.values()),
         "dropped_by_consumer": dropped,
         "failsafe_reasons": s.failsafe_reasons,
@@ -108,7 +110,11 @@ def status_json(ctx: WebContext) -> dict[str, Any]:
             "max": s.latency.max_ms,
             "count": s.latency.count,
         },
-        "model": {"name": s.model_name, "version": s.model_version},
+        "model": {
+            "name": s.model_name,
+            "version": s.model_version,
+            "selftest_probes": len(ctx.inspector.classifier.metadata.selftest_probes),  # 0: runs untested
+        },
         "threshold": s.threshold,
         "uptime_s": s.uptime_s,
         "live": _live_json(ctx.inspector),

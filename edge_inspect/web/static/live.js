@@ -101,6 +101,9 @@
     show("alarm", alarms.length > 0);
     text("alarm", alarms.length ? `ALARM: ${alarms.join("; ")}` : "");
     text("model-name", `${s.model.name} ${s.model.version}`);
+    const untested = s.model.selftest_probes === 0;
+    show("untested", untested);
+    text("untested", untested ? "UNTESTED MODEL: it has no self-test probes (see edge-inspect model set-meta --probe-image)" : "");
     text("threshold", num(s.threshold, 4));
     const c = s.counters;
     text("c-inspected", String(c.inspected));
@@ -108,6 +111,9 @@
     text("c-rejected", String(c.rejected));
     text("c-failsafe", String(c.failsafe));
     text("c-missed", String(c.missed_deadlines));
+    text("c-not-actuated", String(c.reject_not_actuated));
+    const notFired = byId("c-not-actuated");
+    if (notFired) notFired.classList.toggle("alert", c.reject_not_actuated > 0);
     text("c-dropped", String(c.dropped));
     const by = Object.entries(c.dropped_by_consumer).filter(([, v]) => v > 0);
     text("c-dropped-detail", by.length ? by.map(([k, v]) => `${k.replace("_", " ")} ${v}`).join(" · ") : "none: every consumer kept up");
