@@ -21,6 +21,7 @@ SERVICES: list[tuple[str, str]] = [
     ("mqtt", "edge_inspect.integrations.mqtt:mqtt_service"),
     ("plant", "edge_inspect.plant.service:plant_service"),
     ("web", "edge_inspect.web.service:web_service"),
+    ("plc", "edge_inspect.plc.service:plc_service"),
 ]
 
 

@@ -16,6 +16,7 @@ from .defect_log import DefectLogConfig
 from .encoder import EncoderConfig
 from .mqtt import MqttConfig
 from .plant import PlantConfig
+from .plc import ModbusTriggerConfig, PlcConfig
 from .settings import SettingsConfig
 from .web import WebConfig
 
@@ -170,7 +171,8 @@ class SoftwareTriggerConfig(StrictModel):
 
 
 TriggerInputConfig = Annotated[
-    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig, Field(discriminator="type")
+    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig | ModbusTriggerConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -318,10 +320,17 @@ class AppConfig(StrictModel):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
     plant: PlantConfig = Field(default_factory=PlantConfig, description="Plant sync and model rollout.")
     settings: SettingsConfig = Field(default_factory=SettingsConfig, description="Settings changed at run time.")
+    plc: PlcConfig = Field(default_factory=PlcConfig, description="PLC interfaces: Modbus TCP, OPC UA.")
     encoder: EncoderConfig | None = Field(None, description="Belt encoder, for line.tracking = 'encoder'.")
 
     @model_validator(mode="after")
     def _encoder_for_tracking(self) -> AppConfig:
         if self.line.tracking == "encoder" and self.encoder is None:
             raise ValueError("line.tracking 'encoder' needs an [encoder] section")
+        return self
+
+    @model_validator(mode="after")
+    def _modbus_trigger_needs_server(self) -> AppConfig:
+        if isinstance(self.trigger.input, ModbusTriggerConfig) and not self.plc.modbus.enabled:
+            raise ValueError("trigger.input type 'modbus' needs [plc.modbus] enabled = true")
         return self
