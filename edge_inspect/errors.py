@@ -38,3 +38,7 @@ class ImageError(EdgeInspectError, ValueError):
 
 class DataError(EdgeInspectError, ValueError):
     """A training/evaluation data folder is unusable (empty, one class, unreadable)."""
+
+
+class EncoderError(EdgeInspectError, RuntimeError):
+    """A belt encoder input cannot be set up."""

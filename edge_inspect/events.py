@@ -29,6 +29,7 @@ class FailsafeReason(str, enum.Enum):
     MISSED_TRIGGER = "missed_trigger"  # a trigger edge no frame could serve
     CAMERA_FAULT = "camera_fault"  # the camera failed while the part was expected
     STOPPED = "stopped"  # inspection stopped with the part in flight
+    ENCODER_FAULT = "encoder_fault"  # the belt encoder could not be trusted while the part was in flight
 
 
 class RunState(str, enum.Enum):

@@ -20,12 +20,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .belt_tracking import make_part_tracker
 from .bus import EventBus, Subscription
 from .classify import Region
 from .classify.base import Classifier, StagedClassifier
 from .classify.onnx_classifier import PreparedParts
 from .config.models import AppConfig
 from .decision import decide, extend_pulse, is_defect, resolve
+from .encoders.base import Encoder
 from .errors import CameraError, OutputError
 from .events import (
     FailsafeReason,
@@ -39,7 +41,7 @@ from .events import (
 from .outputs.base import DigitalOutput
 from .sources.base import Frame, FrameSource
 from .stats import PartCounters
-from .tracking import PartTracker, TrackedPart, TriggerMatch, TriggerMatcher
+from .tracking import TrackedPart, TriggerMatch, TriggerMatcher
 from .triggers.base import TriggerInput
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class Inspector:
         alarm: DigitalOutput | None = None,
         trigger: TriggerInput | None = None,
         clock: Clock = time.monotonic,
+        encoder: Encoder | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -109,6 +112,7 @@ class Inspector:
         self.ready = ready
         self.alarm = alarm
         self.trigger = trigger
+        self.encoder = encoder
         self._clock = clock
         self.run_id = uuid.uuid4().hex[:8]
         self.bus: EventBus[PartResult] = EventBus()
@@ -117,7 +121,7 @@ class Inspector:
         self._regions = [
             Region(r.name, r.x_px, r.y_px, r.width_px, r.height_px) for r in config.inspection.regions
         ]
-        self._tracker = PartTracker(config.line.travel_delay_s, config.line.latency_budget_s)
+        self._tracker = make_part_tracker(config, encoder)
         self._matcher = TriggerMatcher(config.trigger.max_frame_offset_ms / 1000.0)
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.inspection.inference_queue_parts)
         self._prepared: queue.Queue[_Prepared | None] = queue.Queue(maxsize=2)
@@ -159,6 +163,8 @@ class Inspector:
         self._set_phase(RunState.STARTING)
         self._running.set()
         self._accepting.set()
+        if self.encoder is not None:
+            self.encoder.start()
         if self.trigger is not None and self.config.trigger.mode == "triggered":
             self.trigger.start(self._on_trigger_edge)
         self._threads = [
@@ -204,6 +210,8 @@ class Inspector:
         self.stop()
         if self.trigger is not None:
             self.trigger.close()
+        if self.encoder is not None:
+            self.encoder.close()
         for device in (self.reject, self.ready, self.alarm):
             if device is not None:
                 try:
@@ -415,7 +423,9 @@ class Inspector:
                 if frame.sequence % self.config.trigger.every_nth_frame == 0:
                     self._new_part(frame.capture_ts_s, frame, None)
             else:
-                self._drain_triggers(now, camera_ok=True)
+                # Expire edges against this frame's capture time, not the clock: a frame read late (a
+                # starved capture thread) may still be the one that serves an edge.
+                self._drain_triggers(frame.capture_ts_s, camera_ok=True)
                 for match in self._matcher.add_frame(frame):
                     self._part_from_match(match)
 
@@ -579,6 +589,11 @@ class Inspector:
                         self._cond.wait(wait_s)
                     now = self._clock()
                     due = list(self._tracker.pop_due(now))
+                tracker_fault = self._tracker.fault_reason
+            if tracker_fault is not None:
+                self._raise_fault("encoder", tracker_fault)
+            else:
+                self._clear_fault("encoder")
             for part in due:
                 self._finish(part, now, pulse_s=pulse_s)
             self._release_pulse(self._clock())

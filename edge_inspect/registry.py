@@ -26,6 +26,11 @@ TRIGGERS: dict[str, str] = {
     "gpiozero": "edge_inspect.triggers.gpiozero_trigger:GpiozeroTrigger",
     "jetson": "edge_inspect.triggers.jetson:JetsonTrigger",
 }
+ENCODERS: dict[str, str] = {
+    "simulated": "edge_inspect.encoders.simulated:SimulatedEncoder",
+    "gpiozero": "edge_inspect.encoders.gpiozero_encoder:GpiozeroEncoder",
+    "jetson": "edge_inspect.encoders.jetson:JetsonEncoder",
+}
 
 
 def load_backend(registry: dict[str, str], kind: str, type_key: str) -> Any:

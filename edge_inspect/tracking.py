@@ -50,6 +50,11 @@ class PartTracker:
         heapq.heappush(self._heap, (part.fire_ts_s, part_id))
         return part
 
+    @property
+    def fault_reason(self) -> str | None:
+        """Time tracking has nothing that can fail (encoder tracking does)."""
+        return None
+
     def post_decision(self, part_id: int, decision: Decision) -> bool:
         """Attach a verdict; False if the part already left (it was too late)."""
         part = self._parts.get(part_id)

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from .base import StrictModel
 from .defect_log import DefectLogConfig
+from .encoder import EncoderConfig
 from .mqtt import MqttConfig
 from .settings import SettingsConfig
 from .web import WebConfig
@@ -241,9 +242,18 @@ class LineConfig(StrictModel):
     failsafe_action: Literal["reject", "pass"] = Field(
         "reject", description="What an undecided part gets. 'pass' is unsafe and still counted."
     )
+    tracking: Literal["time", "encoder"] = Field(
+        "time",
+        description=(
+            "time: the reject fires travel delay after capture (constant belt speed); encoder: once the belt "
+            "has moved camera_to_diverter_mm (needs [encoder]; belt_speed_mm_s is then the top speed)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_delay(self) -> LineConfig:
+        if self.tracking == "encoder" and self.camera_to_diverter_mm is None:
+            raise ValueError("tracking 'encoder' needs camera_to_diverter_mm (and belt_speed_mm_s, the top speed)")
         by_distance = self.camera_to_diverter_mm is not None or self.belt_speed_mm_s is not None
         if self.travel_delay_ms is not None and by_distance:
             raise ValueError("give travel_delay_ms or camera_to_diverter_mm + belt_speed_mm_s, not both")
@@ -306,3 +316,10 @@ class AppConfig(StrictModel):
     defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
     settings: SettingsConfig = Field(default_factory=SettingsConfig, description="Settings changed at run time.")
+    encoder: EncoderConfig | None = Field(None, description="Belt encoder, for line.tracking = 'encoder'.")
+
+    @model_validator(mode="after")
+    def _encoder_for_tracking(self) -> AppConfig:
+        if self.line.tracking == "encoder" and self.encoder is None:
+            raise ValueError("line.tracking 'encoder' needs an [encoder] section")
+        return self
