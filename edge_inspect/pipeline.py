@@ -132,6 +132,9 @@ class Inspector:
         self._phase = RunPhase(RunState.STOPPED)
         self._fault_sources: dict[str, str] = {}
         self._alarms: dict[str, str] = {}
+        # Called on every fault/alarm raise and clear: (kind "fault"/"alarm", key, reason or None when cleared).
+        # Listeners run in the loop's threads, so they must only record (edge_inspect.web.conditions does).
+        self.condition_listeners: list[Callable[[str, str, str | None], None]] = []
         self._next_part_id = 1
         self._max_parts: int | None = None
         self._accepting = threading.Event()
@@ -325,11 +328,19 @@ class Inspector:
 
     # ------------------------------------------------------------------ faults
 
+    def _notify(self, kind: str, key: str, reason: str | None) -> None:
+        for listener in self.condition_listeners:
+            try:
+                listener(kind, key, reason)
+            except Exception:  # a listener's bug must not stop the line
+                log.exception("condition listener failed")
+
     def _set_phase(self, state: RunState) -> None:
         with self._phase_lock:
             self._phase = RunPhase(state, self._phase.fault_reason)
 
     def _raise_fault(self, key: str, reason: str) -> None:
+        self._notify("fault", key, reason)
         with self._phase_lock:  # outputs first, then the state: whoever sees FAULT sees ALARM on
             self._fault_sources[key] = reason
             was_fault = self._phase.state is RunState.FAULT
@@ -343,11 +354,15 @@ class Inspector:
         """Assert ALARM and show ``reason`` without stopping the line (a consumer's problem, not the loop's)."""
         if key not in self._alarms:
             log.warning("ALARM: %s", reason)
+        self._notify("alarm", key, reason)
         self._alarms[key] = reason
         self._write_quietly(self.alarm, True)
 
     def clear_alarm(self, key: str) -> None:
-        if self._alarms.pop(key, None) is not None and not self._alarms and self._phase.state is not RunState.FAULT:
+        if self._alarms.pop(key, None) is None:
+            return
+        self._notify("alarm", key, None)
+        if not self._alarms and self._phase.state is not RunState.FAULT:
             self._write_quietly(self.alarm, False)
 
     def _clear_fault(self, key: str) -> None:
@@ -363,6 +378,7 @@ class Inspector:
                 self._write_quietly(self.alarm, bool(self._alarms))
                 self._write_quietly(self.ready, True)
             self._phase = RunPhase(RunState.RUNNING if is_running else self._phase.state, reason)
+        self._notify("fault", key, None)
         log.warning("recovered: %s", key)
 
     def _write_quietly(self, output: DigitalOutput | None, active: bool) -> None:

@@ -34,7 +34,7 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in {"replay", "opencv", "picamera2", "simulated", "gpiozero", "jetson", "software"}:
+        elif item in {"replay", "opencv", "picamera2", "simulated", "gpiozero", "jetson", "software", "modbus"}:
             # pydantic puts the discriminator value in the path: drop it, the user never wrote it
             continue
         else:
@@ -62,6 +62,9 @@ def _resolve_paths(model: BaseModel, base_dir: Path) -> Any:
         value = getattr(model, name)
         if isinstance(value, Path) and not value.is_absolute():
             updates[name] = base_dir / value
+        elif isinstance(value, dict) and any(isinstance(v, Path) and not v.is_absolute() for v in value.values()):
+            updates[name] = {k: base_dir / v if isinstance(v, Path) and not v.is_absolute() else v
+                             for k, v in value.items()}  # e.g. plc.models
         elif isinstance(value, BaseModel):
             resolved = _resolve_paths(value, base_dir)
             if resolved is not value:

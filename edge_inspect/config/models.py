@@ -15,6 +15,7 @@ from .base import StrictModel
 from .defect_log import DefectLogConfig
 from .encoder import EncoderConfig
 from .mqtt import MqttConfig
+from .plc import ModbusTriggerConfig, PlcConfig
 from .settings import SettingsConfig
 from .web import WebConfig
 
@@ -169,7 +170,8 @@ class SoftwareTriggerConfig(StrictModel):
 
 
 TriggerInputConfig = Annotated[
-    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig, Field(discriminator="type")
+    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig | ModbusTriggerConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -316,10 +318,17 @@ class AppConfig(StrictModel):
     defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
     settings: SettingsConfig = Field(default_factory=SettingsConfig, description="Settings changed at run time.")
+    plc: PlcConfig = Field(default_factory=PlcConfig, description="PLC interfaces: Modbus TCP, OPC UA.")
     encoder: EncoderConfig | None = Field(None, description="Belt encoder, for line.tracking = 'encoder'.")
 
     @model_validator(mode="after")
     def _encoder_for_tracking(self) -> AppConfig:
         if self.line.tracking == "encoder" and self.encoder is None:
             raise ValueError("line.tracking 'encoder' needs an [encoder] section")
+        return self
+
+    @model_validator(mode="after")
+    def _modbus_trigger_needs_server(self) -> AppConfig:
+        if isinstance(self.trigger.input, ModbusTriggerConfig) and not self.plc.modbus.enabled:
+            raise ValueError("trigger.input type 'modbus' needs [plc.modbus] enabled = true")
         return self

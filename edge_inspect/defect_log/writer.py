@@ -27,6 +27,7 @@ import numpy as np
 from ..config.defect_log import DefectLogConfig
 from ..errors import ConfigError
 from ..events import PartResult, Verdict
+from ..web.priority import lower_this_thread
 from .images import ImageFiles, WrittenImages
 from .reconcile import ReconcileReport, reconcile
 from .retention import FreeBytes, FreeSpaceGuard, PruneResult, disk_free_bytes, prune_by_age, prune_to_budget
@@ -43,6 +44,9 @@ from .schema import (
     set_meta,
     transaction,
 )
+
+WRITER_NICE = 10
+"""The writer thread's nice increment (as the web view's threads): the loop keeps the CPU first."""
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +295,7 @@ class DefectLogWriter:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
+        lower_this_thread(WRITER_NICE)  # JPEG encoding and disk yield the CPU to the inspection threads
         while True:
             stopping = self._stop.is_set()
             first = self.source.get(timeout_s=0 if stopping else 0.2)

@@ -50,7 +50,7 @@ def load_user() -> None:
     if not isinstance(name, str):
         return
     user = web_context().users.get(name)
-    if user is None or session.get("epoch") != user.session_epoch:
+    if user is None or user.is_disabled or session.get("epoch") != user.session_epoch:
         session.clear()
         return
     g.user = user
