@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .classify import OnnxClassifier, load_classifier
 from .config.models import AppConfig
+from .encoders import Encoder, create_encoder
 from .outputs import DigitalOutput, create_output
 from .pipeline import Inspector
 from .sources import FrameSource, create_source
@@ -24,6 +25,7 @@ class Devices:
     ready: DigitalOutput | None
     alarm: DigitalOutput | None
     trigger: TriggerInput | None
+    encoder: Encoder | None = None
 
     def close(self) -> None:
         for output in (self.reject, self.ready, self.alarm):
@@ -31,6 +33,8 @@ class Devices:
                 output.close()
         if self.trigger is not None:
             self.trigger.close()
+        if self.encoder is not None:
+            self.encoder.close()
         self.source.close()
 
 
@@ -52,10 +56,13 @@ def open_devices(config: AppConfig) -> Iterator[Devices]:
         trigger = None
         if config.trigger.mode == "triggered" and config.trigger.input is not None:
             trigger = stack.enter_context(create_trigger(config.trigger.input))
+        encoder = None
+        if config.line.tracking == "encoder" and config.encoder is not None:
+            encoder = stack.enter_context(create_encoder(config.encoder))
         source = create_source(config.source)
         source.open()
         stack.callback(source.close)
-        yield Devices(source, classifier, reject, ready, alarm, trigger)
+        yield Devices(source, classifier, reject, ready, alarm, trigger, encoder)
 
 
 def build_inspector(config: AppConfig, devices: Devices) -> Inspector:
@@ -67,4 +74,5 @@ def build_inspector(config: AppConfig, devices: Devices) -> Inspector:
         ready=devices.ready,
         alarm=devices.alarm,
         trigger=devices.trigger,
+        encoder=devices.encoder,
     )

@@ -38,3 +38,11 @@ class ImageError(EdgeInspectError, ValueError):
 
 class DataError(EdgeInspectError, ValueError):
     """A training/evaluation data folder is unusable (empty, one class, unreadable)."""
+
+
+class FieldbusError(EdgeInspectError, RuntimeError):
+    """A PLC interface (Modbus TCP, OPC UA server) cannot start or serve."""
+
+
+class EncoderError(EdgeInspectError, RuntimeError):
+    """A belt encoder input cannot be set up."""

@@ -29,6 +29,7 @@ class FailsafeReason(str, enum.Enum):
     MISSED_TRIGGER = "missed_trigger"  # a trigger edge no frame could serve
     CAMERA_FAULT = "camera_fault"  # the camera failed while the part was expected
     STOPPED = "stopped"  # inspection stopped with the part in flight
+    ENCODER_FAULT = "encoder_fault"  # the belt encoder could not be trusted while the part was in flight
 
 
 class RunState(str, enum.Enum):
@@ -38,6 +39,14 @@ class RunState(str, enum.Enum):
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
     FAULT = "FAULT"
+
+
+@dataclass(frozen=True)
+class RunPhase:
+    """The run state together with its reason: published as one object, so no reader sees one without the other."""
+
+    state: RunState
+    fault_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,3 +117,5 @@ class StatusSnapshot:
     threshold: float
     uptime_s: float
     alarms: dict[str, str] = field(default_factory=dict)  # raised by consumers (e.g. QA disk low); no FAULT
+    reject_not_actuated: int = 0  # reject verdicts no pulse fired for (drained at stop, failed write)
+    unmatched_frames: int = 0  # triggered mode: frames no trigger edge used (a misaligned photo-eye shows here)

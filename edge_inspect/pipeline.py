@@ -20,17 +20,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .belt_tracking import make_part_tracker
 from .bus import EventBus, Subscription
 from .classify import Region
 from .classify.base import Classifier, StagedClassifier
 from .classify.onnx_classifier import PreparedParts
 from .config.models import AppConfig
 from .decision import decide, extend_pulse, is_defect, resolve
+from .encoders.base import Encoder
 from .errors import CameraError, OutputError
 from .events import (
     FailsafeReason,
     PartResult,
     RegionResult,
+    RunPhase,
     RunState,
     StatusSnapshot,
     Verdict,
@@ -38,7 +41,7 @@ from .events import (
 from .outputs.base import DigitalOutput
 from .sources.base import Frame, FrameSource
 from .stats import PartCounters
-from .tracking import PartTracker, TrackedPart, TriggerMatch, TriggerMatcher
+from .tracking import TrackedPart, TriggerMatch, TriggerMatcher
 from .triggers.base import TriggerInput
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ class Inspector:
         alarm: DigitalOutput | None = None,
         trigger: TriggerInput | None = None,
         clock: Clock = time.monotonic,
+        encoder: Encoder | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -108,6 +112,7 @@ class Inspector:
         self.ready = ready
         self.alarm = alarm
         self.trigger = trigger
+        self.encoder = encoder
         self._clock = clock
         self.run_id = uuid.uuid4().hex[:8]
         self.bus: EventBus[PartResult] = EventBus()
@@ -116,16 +121,20 @@ class Inspector:
         self._regions = [
             Region(r.name, r.x_px, r.y_px, r.width_px, r.height_px) for r in config.inspection.regions
         ]
-        self._tracker = PartTracker(config.line.travel_delay_s, config.line.latency_budget_s)
+        self._tracker = make_part_tracker(config, encoder)
         self._matcher = TriggerMatcher(config.trigger.max_frame_offset_ms / 1000.0)
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.inspection.inference_queue_parts)
         self._prepared: queue.Queue[_Prepared | None] = queue.Queue(maxsize=2)
         self._triggers: queue.SimpleQueue[float] = queue.SimpleQueue()
         self._cond = threading.Condition()
-        self._state = RunState.STOPPED
-        self._fault_reason: str | None = None
+        # State and its reason are one frozen object swapped under a lock: no reader sees one without the other.
+        self._phase_lock = threading.Lock()
+        self._phase = RunPhase(RunState.STOPPED)
         self._fault_sources: dict[str, str] = {}
         self._alarms: dict[str, str] = {}
+        # Called on every fault/alarm raise and clear: (kind "fault"/"alarm", key, reason or None when cleared).
+        # Listeners run in the loop's threads, so they must only record (edge_inspect.web.conditions does).
+        self.condition_listeners: list[Callable[[str, str, str | None], None]] = []
         self._next_part_id = 1
         self._max_parts: int | None = None
         self._accepting = threading.Event()
@@ -154,9 +163,11 @@ class Inspector:
             return
         self._max_parts = None if max_parts is None else self.parts_started + max_parts
         self._all_done.clear()
-        self._state = RunState.STARTING
+        self._set_phase(RunState.STARTING)
         self._running.set()
         self._accepting.set()
+        if self.encoder is not None:
+            self.encoder.start()
         if self.trigger is not None and self.config.trigger.mode == "triggered":
             self.trigger.start(self._on_trigger_edge)
         self._threads = [
@@ -193,14 +204,17 @@ class Inspector:
         for part in leftovers:
             self._finish(part, self._clock(), forced_reason=FailsafeReason.STOPPED, fire=False)
         self._safe_outputs()
-        if self._state is not RunState.FAULT:
-            self._state = RunState.STOPPED
+        with self._phase_lock:
+            if self._phase.state is not RunState.FAULT:
+                self._phase = RunPhase(RunState.STOPPED)
 
     def close(self) -> None:
         """Stop, then release every device."""
         self.stop()
         if self.trigger is not None:
             self.trigger.close()
+        if self.encoder is not None:
+            self.encoder.close()
         for device in (self.reject, self.ready, self.alarm):
             if device is not None:
                 try:
@@ -267,16 +281,21 @@ class Inspector:
 
     @property
     def state(self) -> RunState:
-        return self._state
+        return self._phase.state
+
+    def phase(self) -> RunPhase:
+        """The run state with its fault reason, read together."""
+        return self._phase
 
     def status(self) -> StatusSnapshot:
         now = self._clock()
         counters = self.counters
         latency, rate = counters.recent(now)
         meta = self._classifier.metadata
+        phase = self._phase
         return StatusSnapshot(
-            state=self._state,
-            fault_reason=self._fault_reason,
+            state=phase.state,
+            fault_reason=phase.fault_reason,
             inspected=counters.inspected,
             good=counters.good,
             defect=counters.defect,
@@ -295,23 +314,39 @@ class Inspector:
             threshold=self._threshold,
             uptime_s=now - self._started_ts_s,
             alarms=dict(self._alarms),
+            reject_not_actuated=counters.reject_not_actuated,
+            unmatched_frames=self._matcher.frames_unmatched,
         )
 
     def dropped(self) -> dict[str, int]:
+        """Items dropped per consumer, plus ``camera_frames``: frames the source lost (its ``frames_dropped``)."""
         dropped = self.bus.dropped()
-        skipped = getattr(self.source, "frames_skipped", None)
-        if skipped is not None:
-            dropped["camera_frames"] = int(skipped)
+        frames_dropped = getattr(self.source, "frames_dropped", None)
+        if frames_dropped is not None:
+            dropped["camera_frames"] = int(frames_dropped)
         return dropped
 
     # ------------------------------------------------------------------ faults
 
+    def _notify(self, kind: str, key: str, reason: str | None) -> None:
+        for listener in self.condition_listeners:
+            try:
+                listener(kind, key, reason)
+            except Exception:  # a listener's bug must not stop the line
+                log.exception("condition listener failed")
+
+    def _set_phase(self, state: RunState) -> None:
+        with self._phase_lock:
+            self._phase = RunPhase(state, self._phase.fault_reason)
+
     def _raise_fault(self, key: str, reason: str) -> None:
-        self._fault_sources[key] = reason
-        self._fault_reason = "; ".join(self._fault_sources.values())
-        if self._state is not RunState.FAULT:
+        self._notify("fault", key, reason)
+        with self._phase_lock:
+            self._fault_sources[key] = reason
+            was_fault = self._phase.state is RunState.FAULT
+            self._phase = RunPhase(RunState.FAULT, "; ".join(self._fault_sources.values()))
+        if not was_fault:
             log.error("FAULT: %s", reason)
-        self._state = RunState.FAULT
         self._write_quietly(self.alarm, True)
         self._write_quietly(self.ready, False)
 
@@ -319,20 +354,30 @@ class Inspector:
         """Assert ALARM and show ``reason`` without stopping the line (a consumer's problem, not the loop's)."""
         if key not in self._alarms:
             log.warning("ALARM: %s", reason)
+        self._notify("alarm", key, reason)
         self._alarms[key] = reason
         self._write_quietly(self.alarm, True)
 
     def clear_alarm(self, key: str) -> None:
-        if self._alarms.pop(key, None) is not None and not self._alarms and self._state is not RunState.FAULT:
+        if self._alarms.pop(key, None) is None:
+            return
+        self._notify("alarm", key, None)
+        if not self._alarms and self._phase.state is not RunState.FAULT:
             self._write_quietly(self.alarm, False)
 
     def _clear_fault(self, key: str) -> None:
-        if self._fault_sources.pop(key, None) is None:
+        if key not in self._fault_sources:  # the common case, every frame: no lock
             return
+        with self._phase_lock:
+            if key not in self._fault_sources:
+                return
+            del self._fault_sources[key]
+            reason = "; ".join(self._fault_sources.values()) or None
+            is_running = not self._fault_sources and self._running.is_set()
+            self._phase = RunPhase(RunState.RUNNING if is_running else self._phase.state, reason)
+        self._notify("fault", key, None)
         log.warning("recovered: %s", key)
-        self._fault_reason = "; ".join(self._fault_sources.values()) or None
-        if not self._fault_sources and self._running.is_set():
-            self._state = RunState.RUNNING
+        if is_running:
             self._write_quietly(self.alarm, bool(self._alarms))
             self._write_quietly(self.ready, True)
 
@@ -357,7 +402,9 @@ class Inspector:
     def _capture_loop(self) -> None:
         retry_s = 0.5
         is_open = True
-        self._state = RunState.RUNNING
+        with self._phase_lock:
+            if not self._fault_sources:
+                self._phase = RunPhase(RunState.RUNNING)
         self._write_quietly(self.ready, True)
         while self._running.is_set():
             self._loop_beats["capture"] = self._clock()
@@ -392,7 +439,9 @@ class Inspector:
                 if frame.sequence % self.config.trigger.every_nth_frame == 0:
                     self._new_part(frame.capture_ts_s, frame, None)
             else:
-                self._drain_triggers(now, camera_ok=True)
+                # Expire edges against this frame's capture time, not the clock: a frame read late (a
+                # starved capture thread) may still be the one that serves an edge.
+                self._drain_triggers(frame.capture_ts_s, camera_ok=True)
                 for match in self._matcher.add_frame(frame):
                     self._part_from_match(match)
 
@@ -556,6 +605,11 @@ class Inspector:
                         self._cond.wait(wait_s)
                     now = self._clock()
                     due = list(self._tracker.pop_due(now))
+                tracker_fault = self._tracker.fault_reason
+            if tracker_fault is not None:
+                self._raise_fault("encoder", tracker_fault)
+            else:
+                self._clear_fault("encoder")
             for part in due:
                 self._finish(part, now, pulse_s=pulse_s)
             self._release_pulse(self._clock())
@@ -586,7 +640,7 @@ class Inspector:
 
     def _beat_heartbeat(self, now: float) -> None:
         period_s = self.config.outputs.ready_heartbeat_period_ms / 1000.0
-        if period_s <= 0 or self.ready is None or self._state is not RunState.RUNNING:
+        if period_s <= 0 or self.ready is None or self._phase.state is not RunState.RUNNING:
             return
         if now >= self._next_heartbeat_ts_s:
             self._heartbeat_level = not self._heartbeat_level
@@ -649,6 +703,10 @@ class Inspector:
             fired_ts_s=fired_ts,
             image=part.frame.image if part.frame is not None else None,
         )
-        self.counters.record(now, outcome.verdict, outcome.failsafe_reason, outcome.is_rejected, latency_ms)
+        # A reject verdict with no pulse (drained at stop, or the write failed) reached the customer unchecked.
+        self.counters.record(
+            now, outcome.verdict, outcome.failsafe_reason, outcome.is_rejected, latency_ms,
+            is_actuated=fired_ts is not None,
+        )
         self.parts_finished += 1
         self.bus.publish(result)

@@ -25,6 +25,12 @@ TRIGGERS: dict[str, str] = {
     "software": "edge_inspect.triggers.software:SoftwareTrigger",
     "gpiozero": "edge_inspect.triggers.gpiozero_trigger:GpiozeroTrigger",
     "jetson": "edge_inspect.triggers.jetson:JetsonTrigger",
+    "modbus": "edge_inspect.triggers.modbus:ModbusTrigger",
+}
+ENCODERS: dict[str, str] = {
+    "simulated": "edge_inspect.encoders.simulated:SimulatedEncoder",
+    "gpiozero": "edge_inspect.encoders.gpiozero_encoder:GpiozeroEncoder",
+    "jetson": "edge_inspect.encoders.jetson:JetsonEncoder",
 }
 
 

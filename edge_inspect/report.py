@@ -53,6 +53,8 @@ def build_report(inspector: Inspector, results: list[PartResult]) -> dict[str, A
         "missed_deadlines": status.missed_deadlines,
         "missed_triggers": status.missed_triggers,
         "classifier_errors": status.classifier_errors,
+        "reject_not_actuated": status.reject_not_actuated,
+        "unmatched_frames": status.unmatched_frames,
         "failsafe_reasons": status.failsafe_reasons,
         "dropped": status.dropped,
         "latency_ms": {"p50": latency.p50_ms, "p99": latency.p99_ms, "max": latency.max_ms},
@@ -64,6 +66,9 @@ def build_report(inspector: Inspector, results: list[PartResult]) -> dict[str, A
             for r in results
         ],
     }
+    skipped_files = getattr(inspector.source, "skipped_files", None)
+    if skipped_files is not None:
+        report["replay_files_skipped"] = list(skipped_files)  # named, so a half-copied folder is noticed
     if isinstance(inspector.reject, SimulatedOutput):
         report["reject_actuations"] = [
             {"on_ts_s": a.on_ts_s, "off_ts_s": a.off_ts_s, "width_ms": a.width_ms}

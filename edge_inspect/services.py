@@ -20,6 +20,7 @@ SERVICES: list[tuple[str, str]] = [
     ("defect_log", "edge_inspect.defect_log.service:defect_log_service"),
     ("mqtt", "edge_inspect.integrations.mqtt:mqtt_service"),
     ("web", "edge_inspect.web.service:web_service"),
+    ("plc", "edge_inspect.plc.service:plc_service"),
 ]
 
 

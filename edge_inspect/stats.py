@@ -63,7 +63,8 @@ class PartCounters:
     good: int = 0
     defect: int = 0
     failsafe: int = 0
-    rejected: int = 0
+    rejected: int = 0  # the reject output fired for these
+    reject_not_actuated: int = 0  # a reject verdict, but no pulse fired: these reached the customer unchecked
     classifier_errors: int = 0
     failsafe_reasons: Counter[str] = field(default_factory=Counter)
     _recent: deque[tuple[float, float | None]] = field(default_factory=deque)  # (ts, latency_ms)
@@ -71,7 +72,7 @@ class PartCounters:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, ts_s: float, verdict: Verdict, reason: FailsafeReason | None, is_rejected: bool,
-               latency_ms: float | None) -> None:
+               latency_ms: float | None, is_actuated: bool = True) -> None:
         with self._lock:
             self.inspected += 1
             if verdict is Verdict.GOOD:
@@ -81,7 +82,8 @@ class PartCounters:
             else:
                 self.failsafe += 1
                 self.failsafe_reasons[reason.value if reason else "unknown"] += 1
-            self.rejected += int(is_rejected)
+            self.rejected += int(is_rejected and is_actuated)
+            self.reject_not_actuated += int(is_rejected and not is_actuated)
             self._recent.append((ts_s, latency_ms))
             if latency_ms is not None:
                 self._run_latency.add(latency_ms)

@@ -50,6 +50,11 @@ class PartTracker:
         heapq.heappush(self._heap, (part.fire_ts_s, part_id))
         return part
 
+    @property
+    def fault_reason(self) -> str | None:
+        """Time tracking has nothing that can fail (encoder tracking does)."""
+        return None
+
     def post_decision(self, part_id: int, decision: Decision) -> bool:
         """Attach a verdict; False if the part already left (it was too late)."""
         part = self._parts.get(part_id)
@@ -91,6 +96,7 @@ class TriggerMatcher:
     An edge is settled once a frame captured at or after it arrives (the nearest of that frame and the
     last one before the edge wins), or once ``max_offset_s`` has passed with no such frame. A frame
     serves at most one edge; an edge with no unused frame within ``max_offset_s`` is a missed trigger.
+    A frame that leaves the history unused is counted in ``frames_unmatched``.
     """
 
     max_offset_s: float
@@ -98,6 +104,7 @@ class TriggerMatcher:
     _frames: deque[Frame] = field(default_factory=deque)
     _used: set[int] = field(default_factory=set)
     _pending: deque[float] = field(default_factory=deque)
+    frames_unmatched: int = 0
 
     def add_trigger(self, trigger_ts_s: float) -> None:
         self._pending.append(trigger_ts_s)
@@ -105,7 +112,11 @@ class TriggerMatcher:
     def add_frame(self, frame: Frame) -> list[TriggerMatch]:
         self._frames.append(frame)
         while len(self._frames) > self.history_frames:
-            self._used.discard(self._frames.popleft().sequence)
+            sequence = self._frames.popleft().sequence
+            if sequence in self._used:
+                self._used.discard(sequence)
+            else:
+                self.frames_unmatched += 1
         matches = []
         while self._pending and self._pending[0] <= frame.capture_ts_s:
             matches.append(self._settle(self._pending.popleft()))

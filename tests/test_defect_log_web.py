@@ -150,7 +150,9 @@ def test_bad_filters_are_reported_not_fatal(shared: tuple[Flask, DefectStore]) -
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert "min score must be a number from 0 to 1" in html and "since:" in html
-    assert len(cards(html)) == 31
+    assert cards(html) == [] and "nothing is listed while a filter is wrong" in html  # never everything unfiltered
+    huge = client.get("/review/?since=" + "x" * 5000).get_data(as_text=True)
+    assert "x" * 41 not in huge and "5,000 characters" in huge  # a huge value is not echoed back in full
     assert client.get("/api/defects?min_score=x").status_code == 400
 
 
@@ -364,11 +366,20 @@ def test_stats_page_and_json(app: Flask, store: DefectStore) -> None:
     client = client_as(app, None)
     window = "since=2023-11-14T00:00%2B00:00&until=2023-11-16T00:00%2B00:00"
     html = client.get(f"/review/stats?{window}").get_data(as_text=True)
-    assert 'id="inspected">31<' in html and 'id="fr-rate">50.0 %<' in html
-    assert '<polyline id="yield-line" points="' in html
+    assert 'id="inspected">31<' in html
+    # two reviews: the counts and an interval, never a bare "50 %" or an implied true yield
+    assert "<b>1 of 2</b> reviewed: too few reviews for a rate (2 of 20)" in html
+    assert "95 % interval 9.5 % – 90.5 %" in html and "not shown until both kinds have 20 reviews" in html
+    chart = client.get(f"/review/stats/chart.svg?{window}")
+    assert chart.status_code == 200 and chart.mimetype == "image/svg+xml"
+    svg = chart.get_data(as_text=True)
+    assert "local time" in svg and "% of parts per quarter hour" in svg  # labelled axes with units
     data = client.get(f"/api/defects/stats?{window}").get_json()
     assert data["total"]["inspected"] == 31 and data["total"]["good"] == 6
     assert data["rates"]["false_reject_rate"] == 0.5 and data["rates"]["escape_rate"] is None
+    assert data["rates"]["reviewed_rejects"] == 2 and data["rates"]["is_false_reject_rate_reliable"] is False
+    low, high = data["rates"]["false_reject_interval"]
+    assert low == pytest.approx(0.0945, abs=1e-3) and high == pytest.approx(0.9055, abs=1e-3)
     assert data["hours"] and data["shifts"]
     assert client.get("/api/defects/stats?since=soon").status_code == 400
     assert client.get("/review/stats").status_code == 200  # default: the last 7 days

@@ -161,8 +161,9 @@ def test_unwritable_images_still_give_a_row(tmp_path: Path, monkeypatch: pytest.
 
 
 def build_inspector(model_path: Path, replay_folder: Path, tmp_path: Path, **log: object) -> Inspector:
-    config = make_config(
-        model_path, replay_folder, defect_log={"enabled": True, "data_dir": str(tmp_path / "log"), **log}
+    config = make_config(  # a generous budget: a part late because of a loaded machine is not the log's doing
+        model_path, replay_folder, defect_log={"enabled": True, "data_dir": str(tmp_path / "log"), **log},
+        line={"travel_delay_ms": 1000.0},
     )
     return shared_build_inspector(config)
 
@@ -176,7 +177,8 @@ def test_service_records_the_inspectors_defects(model_path: Path, replay_folder:
     inspector.close()
     logged = rows(tmp_path / "log")
     assert len(logged) == 16 == writer.status().logged
-    assert sum(r["verdict"] == "defect" for r in logged) == 4
+    # 4 of 16 with every frame read; a loaded reader skips replay frames (counted), so count the inspector's
+    assert sum(r["verdict"] == "defect" for r in logged) == inspector.status().defect >= 1
     assert all(r["frame_path"] and r["model_version"] == "test-1" for r in logged)
     assert inspector.status().dropped[SUBSCRIBER_NAME] == 0
 

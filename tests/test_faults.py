@@ -39,7 +39,7 @@ def assert_accounting(inspector: Inspector) -> None:
     assert inspector.parts_finished == status.inspected == status.good + status.defect + status.failsafe
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         if predicate():
@@ -99,9 +99,15 @@ BAD_MODELS: dict[str, Callable[[Path, Path], Path]] = {
 }
 
 
+# These tests assert that no part got the fail-safe action *because of the fault injected*. On a loaded
+# machine a 60 ms budget is missed for other reasons, so the budget here is generous: a part that is
+# still fail-safed was disturbed by the fault, not by the neighbours' CPU hogs.
+GENEROUS_LINE = {"travel_delay_ms": 1000.0}
+
+
 @pytest.fixture
 def config(model_path: Path, replay_folder: Path) -> AppConfig:
-    return make_config(model_path, replay_folder)
+    return make_config(model_path, replay_folder, line=GENEROUS_LINE)
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_MODELS))
@@ -155,6 +161,7 @@ def log_config(model_path: Path, replay_folder: Path, data_dir: Path) -> AppConf
         model_path,
         replay_folder,
         defect_log={"enabled": True, "data_dir": str(data_dir), "sample_good_fraction": 1.0},
+        line=GENEROUS_LINE,
     )
 
 

@@ -100,7 +100,7 @@ def client_for(inspector: Inspector, **kwargs: Any) -> FlaskClient:
     return app.test_client()
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:  # generous: a loaded machine
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline, "timed out"

@@ -107,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
         )
 
     rows.append(_attempt("model", load_model))
+    if classifier and not classifier[0].metadata.selftest_probes:
+        rows.append((
+            "model self-test",
+            False,
+            f"UNTESTED: {config.model.path.name} has no self-test probes, so a changed runtime or a damaged "
+            "file would go unnoticed; record some with `edge-inspect model set-meta MODEL --probe-image SAMPLE.png`",
+        ))
     rows.extend(_check_outputs(config))
     if config.trigger.mode == "triggered" and config.trigger.input is not None:
         trigger_config = config.trigger.input

@@ -8,15 +8,23 @@ onnxruntime to prove it runs.
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from ..classify import OnnxClassifier
-from ..classify.metadata import PREFIX, ModelMetadata
+from ..classify.metadata import PREFIX, ModelMetadata, SelfTestProbe
 from ..classify.model_file import next_free_name, read_props, write_metadata
 from ..classify.onnx_classifier import open_session
-from ..errors import ModelError
+from ..errors import ImageError, ModelError
+from ..sources.replay import list_images
+
+PROBES_MAX = 8  # each probe is a PNG at the model's input size inside the model file: keep it small
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     set_meta.add_argument("--output", choices=["logits", "probabilities", "sigmoid"], help="what the output holds")
     set_meta.add_argument("--tile-size-px", type=int, help="tile side for native-resolution tiling (0: off)")
     set_meta.add_argument("--tile-stride-px", type=int, help="tile stride")
+    set_meta.add_argument(
+        "--probe-image", type=Path, action="append", default=[], metavar="IMAGE|FOLDER",
+        help=f"sample image(s) recorded as self-test probes with the scores this model gives them now "
+        f"(repeatable; a folder gives its first images; at most {PROBES_MAX})",
+    )
     set_meta.set_defaults(func=run_set_meta)
 
 
@@ -105,18 +118,77 @@ def _updated(base: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     return props
 
 
+def probe_images(paths: list[Path]) -> list[tuple[Path, np.ndarray]]:
+    """The sample images named (files, or a folder's first images), decoded; a bad one is an error."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise ImageError(f"--probe-image {path}: no images in this folder")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ImageError(f"--probe-image {path} does not exist")
+    if len(files) > PROBES_MAX:
+        files = files[:PROBES_MAX]
+    decoded = []
+    for file in files:
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ImageError(f"--probe-image {file} is not a readable image")
+        decoded.append((file, image))
+    return decoded
+
+
+def record_probes(classifier: OnnxClassifier, images: list[np.ndarray]) -> tuple[SelfTestProbe, ...]:
+    """Each image at the model's input size (PNG: lossless) with the score this model gives it now.
+
+    The scores come from this runtime, so the probes catch later changes (another provider, changed
+    preprocessing, a damaged or swapped file), not a model exported wrongly in the first place.
+    """
+    meta = classifier.metadata
+    probes = []
+    for image in images:
+        small = cv2.resize(image, (meta.input_width_px, meta.input_height_px), interpolation=cv2.INTER_AREA)
+        ok, png = cv2.imencode(".png", small)
+        if not ok:
+            raise ModelError("could not encode a self-test probe as PNG")
+        decoded = cv2.imdecode(png, cv2.IMREAD_COLOR)  # score exactly what a later load decodes
+        if decoded is None:
+            raise ModelError("could not decode a self-test probe's PNG")
+        score = float(classifier.score_crops([decoded])[0])
+        probes.append(SelfTestProbe(base64.b64encode(png.tobytes()).decode("ascii"), score))
+    return tuple(probes)
+
+
 def run_set_meta(args: argparse.Namespace) -> int:
     source: Path = args.model
     props = _updated(read_props(source), args)
     meta = ModelMetadata.from_props(props, str(source))  # names any key still missing or wrong
+    images = probe_images(args.probe_image)  # before writing anything: a bad image leaves no file behind
     destination = args.out or next_free_name(source, "meta")
     if destination.resolve() == source.resolve():
         raise ModelError("--out must differ from the input model: the original is kept")
     write_metadata(source, meta, destination)
     try:
-        OnnxClassifier(destination, warmup_runs=1)  # proves the input shape agrees and a run succeeds
-    except ModelError:
+        # proves the input shape agrees and a run succeeds
+        classifier = OnnxClassifier(destination, warmup_runs=1, verify_selftest=not images)
+        if images:
+            meta = dataclasses.replace(meta, selftest_probes=record_probes(classifier, [i for _, i in images]))
+            write_metadata(source, meta, destination)
+            OnnxClassifier(destination, warmup_runs=0)  # the probes just recorded pass
+    except (ModelError, ImageError):
         destination.unlink(missing_ok=True)
         raise
     print(f"edge-inspect: wrote {destination} ({meta.model_name} {meta.model_version}, threshold {meta.threshold})")
+    probes = len(meta.selftest_probes)
+    if probes:
+        print(f"edge-inspect: {probes} self-test probe(s) recorded: every load re-checks their scores")
+    else:
+        print(
+            "edge-inspect: warning: this model has no self-test probes and will run UNTESTED; "
+            "add some with --probe-image SAMPLE.png (e.g. one good and one defective part)"
+        )
     return 0

@@ -14,10 +14,13 @@ from types import FrameType
 
 from ..app import build_inspector, open_devices
 from ..config import load_config
+from ..config.models import AppConfig
 from ..events import PartResult, StatusSnapshot
 from ..integrations.sdnotify import systemd_notify
+from ..pipeline import Inspector
 from ..report import build_report, collect, write_json_atomically
 from ..services import start_services
+from ..settings import SettingsStore, restore_settings
 
 REPORT_PARTS = 10_000
 """The report's per-part ``results`` keep the last this many parts; its totals count every part."""
@@ -29,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-parts", type=int, metavar="N", help="stop after N parts")
     parser.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON run report at the end")
     parser.add_argument("--status-every-s", type=float, default=2.0, help="console status period, seconds")
+    parser.add_argument(
+        "--web-port", type=int, metavar="PORT", help="override web.port (0: any free port; the URL is logged)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -44,11 +50,28 @@ def status_line(s: StatusSnapshot) -> str:
     )
 
 
+def _restore(config: AppConfig, inspector: Inspector) -> None:
+    """Apply the settings an admin saved before the restart; name each one, and audit it."""
+    models_dir = config.web.model_dir or config.model.path.parent
+    lines = restore_settings(inspector, SettingsStore(config.settings.path), models_dir)
+    for line in lines:
+        print(f"edge-inspect: settings from {config.settings.path}: {line}", flush=True)
+    if lines:
+        from ..web.audit import AuditLog  # the web view's audit trail, where the change was recorded
+
+        AuditLog(config.web.db_path).record("system", "settings restored at start", None, "; ".join(lines))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.max_parts is not None and args.max_parts < 1:
         print("edge-inspect: --max-parts must be at least 1", file=sys.stderr)
         return 2
     config = load_config(args.config)
+    if args.web_port is not None:
+        if not 0 <= args.web_port <= 65535:
+            print(f"edge-inspect: --web-port {args.web_port} is not a port number (0-65535)", file=sys.stderr)
+            return 2
+        config = config.model_copy(update={"web": config.web.model_copy(update={"port": args.web_port})})
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -60,6 +83,15 @@ def run(args: argparse.Namespace) -> int:
         inspector = build_inspector(config, devices)
         report_sub = inspector.subscribe("report", max_items=REPORT_PARTS) if args.report else None
         recent: deque[PartResult] = deque(maxlen=REPORT_PARTS)
+        if config.settings.restore:
+            _restore(config, inspector)
+        if not inspector.classifier.metadata.selftest_probes:
+            print(
+                f"edge-inspect: warning: model {Path(getattr(inspector.classifier, 'path', config.model.path)).name} "
+                "has no self-test probes and runs UNTESTED "
+                "(record some: edge-inspect model set-meta MODEL --probe-image SAMPLE.png)",
+                file=sys.stderr, flush=True,
+            )
         with start_services(config, inspector), systemd_notify(inspector, os.environ):
             inspector.start(max_parts=args.max_parts)
             print(

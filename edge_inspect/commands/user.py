@@ -40,12 +40,22 @@ def _password(from_stdin: bool) -> str | None:
     return first
 
 
+def _operator() -> str:
+    """Who ran the command, for the audit trail (the login name; the command line has no web user)."""
+    try:
+        return f"{getpass.getuser()} (command line)"
+    except (KeyError, OSError):  # no passwd entry for this uid (a bare container)
+        return "unknown (command line)"
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..web.audit import AuditLog
     from ..web.users import UserError, UserStore
 
     web = load_config(args.config).web
     db_path = args.db or web.db_path
     store = UserStore(db_path, web.password_min_length)
+    audit = AuditLog(db_path)  # the same trail as the web view's changes, in the same file
     try:
         if args.action == "list":
             for user in store.all():
@@ -55,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "remove":
             store.remove(args.name)
+            audit.record(_operator(), "user remove", args.name, None, client="local")
             print(f"edge-inspect: removed user {args.name}")
             return 0
         password = _password(args.password_stdin)
@@ -62,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if args.action == "add":
             store.add(args.name, password, args.role)
+            audit.record(_operator(), "user add", None, f"{args.name} ({args.role})", client="local")
             print(f"edge-inspect: added {args.role} {args.name} to {db_path}")
         else:
             store.set_password(args.name, password)
+            audit.record(_operator(), "user passwd", args.name, "new password", client="local")
             print(f"edge-inspect: new password set for {args.name}; their open sessions have ended")
         return 0
     except UserError as error:

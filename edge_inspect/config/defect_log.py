@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from .base import StrictModel
 
+_DEFECT_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 BUCKET_MINUTES = 15
 """Parts are counted in quarter-hour buckets, so shift starts must fall on a quarter hour."""
@@ -55,6 +56,23 @@ class DefectLogConfig(StrictModel):
         min_length=1,
         description="Local clock times (HH:MM, on a quarter hour) at which shifts start, for per-shift stats.",
     )
+
+    defect_types: list[str] = Field(
+        default_factory=lambda: ["scratch", "pit", "crack", "dent", "stain", "other"],
+        max_length=50,
+        description="Types QA may give a confirmed defect or an escape (1-32 of a-z, 0-9, _ -); stats and "
+        "export break down by type. Removing a type keeps it on parts already tagged.",
+    )
+
+    @field_validator("defect_types")
+    @classmethod
+    def _valid_defect_types(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _DEFECT_TYPE.match(value):
+                raise ValueError(f"defect type {value!r}: use 1-32 of a-z, 0-9, _ and -, starting with a letter")
+        if len(set(values)) != len(values):
+            raise ValueError("defect types repeat")
+        return values
 
     @field_validator("shift_start_times")
     @classmethod

@@ -21,13 +21,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.toml")
 
+PACKAGED_DEMO = Path(__file__).resolve().parent.parent / "demo"
+"""The demo's model and images inside an installed wheel (in a checkout: symlinks to models/, sample_images/)."""
+
+
+def _has_demo(root: Path) -> bool:
+    return (root / "models" / "default.onnx").is_file() and (root / "sample_images").is_dir()
+
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in {"replay", "opencv", "picamera2", "simulated", "gpiozero", "jetson", "software"}:
+        elif item in {"replay", "opencv", "picamera2", "simulated", "gpiozero", "jetson", "software", "modbus"}:
             # pydantic puts the discriminator value in the path: drop it, the user never wrote it
             continue
         else:
@@ -55,6 +62,9 @@ def _resolve_paths(model: BaseModel, base_dir: Path) -> Any:
         value = getattr(model, name)
         if isinstance(value, Path) and not value.is_absolute():
             updates[name] = base_dir / value
+        elif isinstance(value, dict) and any(isinstance(v, Path) and not v.is_absolute() for v in value.values()):
+            updates[name] = {k: base_dir / v if isinstance(v, Path) and not v.is_absolute() else v
+                             for k, v in value.items()}  # e.g. plc.models
         elif isinstance(value, BaseModel):
             resolved = _resolve_paths(value, base_dir)
             if resolved is not value:
@@ -84,7 +94,13 @@ def load_config(path: Path | None = None) -> AppConfig:
     """Load ``path``, or the embedded default (replay of sample_images/, shipped model, simulated reject)."""
     if path is None:
         raw = parse_toml(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"), "embedded default config")
-        return config_from_dict(raw, PROJECT_ROOT)
+        if _has_demo(PROJECT_ROOT) or not _has_demo(PACKAGED_DEMO):
+            return config_from_dict(raw, PROJECT_ROOT)  # a checkout (editable install)
+        # An installed wheel: the demo's inputs come from the package, what it writes (var/) goes to the cwd.
+        config = config_from_dict(raw)
+        source = config.source.model_copy(update={"path": PACKAGED_DEMO / config.source.path})  # type: ignore[union-attr]
+        model = config.model.model_copy(update={"path": PACKAGED_DEMO / config.model.path})
+        return config.model_copy(update={"source": source, "model": model})
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -13,7 +13,10 @@ from pydantic import Field, model_validator
 
 from .base import StrictModel
 from .defect_log import DefectLogConfig
+from .encoder import EncoderConfig
 from .mqtt import MqttConfig
+from .plc import ModbusTriggerConfig, PlcConfig
+from .settings import SettingsConfig
 from .web import WebConfig
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,13 +156,22 @@ class JetsonTriggerConfig(StrictModel):
 
 
 class SoftwareTriggerConfig(StrictModel):
-    """Triggers fired in software (tests, the HTTP API)."""
+    """Triggers fired in software (tests, ``POST /api/trigger`` of the web view; see docs/WEB.md)."""
 
     type: Literal["software"] = "software"
+    http_token_file: Path | None = Field(
+        None,
+        description="File (mode 0600) holding the bearer token a machine sends to POST /api/trigger "
+        "(None: only a logged-in admin may fire).",
+    )
+    http_max_per_s: float = Field(
+        5.0, gt=0, le=100, description="POST /api/trigger accepts at most this many edges per second (else 429)."
+    )
 
 
 TriggerInputConfig = Annotated[
-    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig, Field(discriminator="type")
+    GpiozeroTriggerConfig | JetsonTriggerConfig | SoftwareTriggerConfig | ModbusTriggerConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -232,9 +244,18 @@ class LineConfig(StrictModel):
     failsafe_action: Literal["reject", "pass"] = Field(
         "reject", description="What an undecided part gets. 'pass' is unsafe and still counted."
     )
+    tracking: Literal["time", "encoder"] = Field(
+        "time",
+        description=(
+            "time: the reject fires travel delay after capture (constant belt speed); encoder: once the belt "
+            "has moved camera_to_diverter_mm (needs [encoder]; belt_speed_mm_s is then the top speed)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_delay(self) -> LineConfig:
+        if self.tracking == "encoder" and self.camera_to_diverter_mm is None:
+            raise ValueError("tracking 'encoder' needs camera_to_diverter_mm (and belt_speed_mm_s, the top speed)")
         by_distance = self.camera_to_diverter_mm is not None or self.belt_speed_mm_s is not None
         if self.travel_delay_ms is not None and by_distance:
             raise ValueError("give travel_delay_ms or camera_to_diverter_mm + belt_speed_mm_s, not both")
@@ -296,3 +317,18 @@ class AppConfig(StrictModel):
     web: WebConfig = Field(default_factory=WebConfig, description="Operator web view and JSON API.")
     defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")
+    settings: SettingsConfig = Field(default_factory=SettingsConfig, description="Settings changed at run time.")
+    plc: PlcConfig = Field(default_factory=PlcConfig, description="PLC interfaces: Modbus TCP, OPC UA.")
+    encoder: EncoderConfig | None = Field(None, description="Belt encoder, for line.tracking = 'encoder'.")
+
+    @model_validator(mode="after")
+    def _encoder_for_tracking(self) -> AppConfig:
+        if self.line.tracking == "encoder" and self.encoder is None:
+            raise ValueError("line.tracking 'encoder' needs an [encoder] section")
+        return self
+
+    @model_validator(mode="after")
+    def _modbus_trigger_needs_server(self) -> AppConfig:
+        if isinstance(self.trigger.input, ModbusTriggerConfig) and not self.plc.modbus.enabled:
+            raise ValueError("trigger.input type 'modbus' needs [plc.modbus] enabled = true")
+        return self

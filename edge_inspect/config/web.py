@@ -69,3 +69,13 @@ class WebConfig(StrictModel):
     login_lockout_s: float = Field(
         300.0, gt=0, description="Failures count within this window, seconds; the lockout lasts as long."
     )
+    yield_target_percent: float | None = Field(
+        None, ge=0, le=100, description="Yield below this, %, over the last yield_window_min raises an ALARM "
+        "(the line keeps running); drawn on the live page's trend. None: no target."
+    )
+    yield_window_min: float = Field(
+        15.0, gt=0, le=24 * 60, description="The yield target is checked over this many minutes, minutes."
+    )
+    yield_min_parts: int = Field(
+        20, ge=1, description="The yield alarm waits for at least this many parts in the window, parts."
+    )

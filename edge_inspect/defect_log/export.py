@@ -42,6 +42,7 @@ CSV_COLUMNS = (
     "id", "inspection_id", "part_id", "captured_at", "captured_at_s", "verdict", "failsafe_reason",
     "is_rejected", "is_sampled", "max_score", "region_scores", "model_name", "model_version", "threshold",
     "latency_ms", "fire_error_ms", "label", "note", "reviewer", "reviewed_at", "class", "samples", "image_status",
+    "defect_type",
 )  # fmt: skip
 
 
@@ -102,11 +103,14 @@ class ExportSummary:
     samples: dict[str, int] = field(default_factory=lambda: {"good": 0, "defect": 0})
     parts_without_images: int = 0
     parts_without_class: int = 0
+    defect_types: dict[str, int] = field(default_factory=dict)  # defect samples per QA type ("untyped")
 
     def line(self) -> str:
+        types = ", ".join(f"{kind} {n}" for kind, n in sorted(self.defect_types.items()))
         return (
             f"exported {self.parts} part(s) to {self.out}: {self.samples['good']} good and "
-            f"{self.samples['defect']} defect sample(s); {self.parts_without_images} without images and "
+            f"{self.samples['defect']} defect sample(s){f' ({types})' if types else ''}; "
+            f"{self.parts_without_images} without images and "
             f"{self.parts_without_class} unreviewed fail-safe part(s) listed in {CSV_NAME} only"
         )
 
@@ -127,7 +131,7 @@ def _csv_row(record: DefectRecord, cls: str | None, samples: list[str]) -> list[
         blank(record.max_score), json.dumps({r.name: r.defect_score for r in record.regions}),
         record.model_name, record.model_version, record.threshold, blank(record.latency_ms),
         blank(record.fire_error_ms), blank(record.label), blank(record.note), blank(record.reviewer),
-        _iso(record.reviewed_at_s), blank(cls), ";".join(samples), record.image_status,
+        _iso(record.reviewed_at_s), blank(cls), ";".join(samples), record.image_status, blank(record.defect_type),
     ]  # fmt: skip
 
 
@@ -149,10 +153,15 @@ def _write(store: DefectStore, where: PartFilter, sink: _Sink, summary: ExportSu
                 path = store.image_path(relative)
                 if path is None:
                     continue
-                name = f"{cls}/{safe_stem(record.inspection_id)}__{safe_stem(region_name)}.jpg"
+                # a typed defect goes to defect/<type>/, which `edge-inspect train` reads as that defect's kind
+                folder = f"defect/{record.defect_type}" if cls == "defect" and record.defect_type else cls
+                name = f"{folder}/{safe_stem(record.inspection_id)}__{safe_stem(region_name)}.jpg"
                 sink.add_file(name, path)
                 samples.append(name)
                 summary.samples[cls] += 1
+                if cls == "defect":
+                    kind = record.defect_type or "untyped"
+                    summary.defect_types[kind] = summary.defect_types.get(kind, 0) + 1
             if not samples:
                 summary.parts_without_images += 1
         table.writerow(_csv_row(record, cls, samples))

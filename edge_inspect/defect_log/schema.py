@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "defects.sqlite"
 IMAGES_DIR = "images"
@@ -20,6 +23,9 @@ BUCKET_S = 15 * 60  # quarter-hour counting buckets (shift starts fall on a quar
 
 LABELS: tuple[str, ...] = ("confirmed_defect", "false_reject", "escape", "confirmed_good")
 """QA review labels. The first two judge a defect or fail-safe part, the last two a (sampled) good part."""
+
+TYPED_LABELS: tuple[str, ...] = ("confirmed_defect", "escape")
+"""Labels that say the part is defective, so QA may give the defect a type."""
 
 LABELS_FOR_VERDICT: dict[str, tuple[str, ...]] = {
     "defect": ("confirmed_defect", "false_reject"),
@@ -60,7 +66,8 @@ CREATE TABLE IF NOT EXISTS parts (
     label TEXT,
     note TEXT,
     reviewer TEXT,
-    reviewed_at_s REAL
+    reviewed_at_s REAL,
+    defect_type TEXT                        -- QA's type of a confirmed defect or escape (schema 2)
 );
 CREATE INDEX IF NOT EXISTS parts_time ON parts (captured_at_s, id);
 CREATE INDEX IF NOT EXISTS parts_verdict_time ON parts (verdict, captured_at_s, id);
@@ -104,10 +111,33 @@ def open_db(data_dir: Path, *, create: bool = True, busy_timeout_s: float = 10.0
         conn.execute("PRAGMA synchronous=NORMAL")
         if create:
             conn.executescript(_SCHEMA)
+            migrate(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+SCHEMA_VERSION = 2
+"""1: the first release; 2: ``parts.defect_type``."""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Upgrade a log written by an older release in place (new columns are NULL on old rows)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(parts)")}
+    if "defect_type" in columns and get_meta(conn, "schema_version") == SCHEMA_VERSION:
+        return  # the usual case: no write
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(parts)")}  # re-read: another process may have
+        if "defect_type" not in columns:
+            conn.execute("ALTER TABLE parts ADD COLUMN defect_type TEXT")
+        if get_meta(conn, "schema_version") != SCHEMA_VERSION:
+            set_meta(conn, "schema_version", SCHEMA_VERSION)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def set_aside(data_dir: Path, when: str) -> Path:
@@ -123,16 +153,28 @@ def set_aside(data_dir: Path, when: str) -> Path:
 
 
 def open_checked(data_dir: Path, when: str) -> tuple[sqlite3.Connection, Path | None]:
-    """Open the log's database; a damaged one is set aside and a fresh one started (returns where it went)."""
+    """Open the log's database; a damaged one is set aside and a fresh one started (returns where it went).
+
+    Damaged means it cannot be opened or read, or it opens but fails ``PRAGMA quick_check``: writing on
+    into a broken b-tree would lose or mangle what QA logs from now on.
+    """
     try:
         conn = open_db(data_dir)
-        conn.execute("SELECT COUNT(*) FROM parts").fetchone()
-        return conn, None
     except sqlite3.DatabaseError:
         if not db_path(data_dir).is_file():
             raise
-        kept = set_aside(data_dir, when)
-        return open_db(data_dir), kept
+    else:
+        try:
+            conn.execute("SELECT COUNT(*) FROM parts").fetchone()
+            verdict = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+        except sqlite3.DatabaseError:
+            verdict = "unreadable"
+        if verdict == "ok":
+            return conn, None
+        conn.close()
+        log.error("defect log database %s failed its check (%s): setting it aside", db_path(data_dir), verdict)
+    kept = set_aside(data_dir, when)
+    return open_db(data_dir), kept
 
 
 @contextlib.contextmanager
@@ -239,6 +281,7 @@ class DefectRecord:
     note: str | None
     reviewer: str | None
     reviewed_at_s: float | None
+    defect_type: str | None = None
 
     @property
     def is_reviewed(self) -> bool:
@@ -280,4 +323,6 @@ class DefectRecord:
             note=row["note"],
             reviewer=row["reviewer"],
             reviewed_at_s=row["reviewed_at_s"],
+            # sqlite3.Row's `in` looks at values, so keys() it is (a reader on a not yet upgraded file)
+            defect_type=row["defect_type"] if "defect_type" in row.keys() else None,  # noqa: SIM118
         )

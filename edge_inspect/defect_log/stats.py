@@ -15,6 +15,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 HOUR_S = 3600
+QUARTER_S = 900  # the counts table's bucket (schema.BUCKET_S)
+MIN_REVIEWS = 20
+"""Below this many reviews of a kind a rate is shown as "too few reviews" (with its count and interval)."""
+Z_95 = 1.959964  # two-sided 95 % normal quantile
+
+
+def wilson_interval(hits: int, trials: int, z: float = Z_95) -> tuple[float, float] | None:
+    """95 % Wilson score interval of a proportion: honest at tiny samples (2 of 2 is 34-100 %, not 100 %)."""
+    if trials <= 0:
+        return None
+    p = hits / trials
+    denominator = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -69,9 +84,34 @@ class ReviewRates:
     implied_false_rejects: float | None  # the rate applied to every reject in the range
     implied_escapes: float | None  # the rate applied to every good part in the range
     implied_true_yield_percent: float | None  # yield corrected by both
+    false_reject_interval: tuple[float, float] | None = None  # 95 % Wilson interval of the rate
+    escape_interval: tuple[float, float] | None = None
+    min_reviews: int = MIN_REVIEWS
+
+    @property
+    def reviewed_rejects(self) -> int:
+        return self.confirmed_defects + self.false_rejects
+
+    @property
+    def reviewed_goods(self) -> int:
+        return self.confirmed_goods + self.escapes
+
+    @property
+    def is_false_reject_rate_reliable(self) -> bool:
+        return self.reviewed_rejects >= self.min_reviews
+
+    @property
+    def is_escape_rate_reliable(self) -> bool:
+        return self.reviewed_goods >= self.min_reviews
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            **asdict(self),
+            "reviewed_rejects": self.reviewed_rejects,
+            "reviewed_goods": self.reviewed_goods,
+            "is_false_reject_rate_reliable": self.is_false_reject_rate_reliable,
+            "is_escape_rate_reliable": self.is_escape_rate_reliable,
+        }
 
 
 @dataclass(frozen=True)
@@ -86,6 +126,8 @@ class Stats:
     rates: ReviewRates
     logged_parts: int
     oldest_logged_s: float | None
+    quarters: tuple[PeriodCounts, ...] = ()  # the counting buckets themselves, for a fine chart
+    defect_types: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +139,7 @@ class Stats:
             "oldest_logged_s": self.oldest_logged_s,
             "hours": [h.to_json() for h in self.hours],
             "shifts": [s.to_json() for s in self.shifts],
+            "defect_types": self.defect_types or {},
         }
 
 
@@ -168,7 +211,19 @@ def _rates(conn: sqlite3.Connection, since_s: float, until_s: float, total: Peri
         implied_false_rejects=implied_fr,
         implied_escapes=implied_escapes,
         implied_true_yield_percent=true_yield,
+        false_reject_interval=wilson_interval(false_rejects, confirmed + false_rejects),
+        escape_interval=wilson_interval(escapes, good_ok + escapes),
     )
+
+
+def _defect_types(conn: sqlite3.Connection, since_s: float, until_s: float) -> dict[str, int]:
+    """Parts QA called defective (confirmed defects and escapes) per defect type; NULL is "untyped"."""
+    rows = conn.execute(
+        "SELECT COALESCE(defect_type, 'untyped'), COUNT(*) FROM parts WHERE captured_at_s >= ? "
+        "AND captured_at_s < ? AND label IN ('confirmed_defect', 'escape') GROUP BY 1 ORDER BY 2 DESC, 1",
+        (since_s, until_s),
+    ).fetchall()
+    return {str(kind): int(n) for kind, n in rows}
 
 
 def compute_stats(
@@ -185,7 +240,9 @@ def compute_stats(
         hours: dict[int, PeriodCounts] = {}
         shifts: dict[str, PeriodCounts] = {}
         total = PeriodCounts("total", since_s, until_s)
+        quarters = []
         for start, *values in buckets:
+            quarters.append(PeriodCounts("", start, start + QUARTER_S).plus(*values))
             hour = local_hour_start(start)
             if hour not in hours:
                 hours[hour] = PeriodCounts(time.strftime("%Y-%m-%d %H:00", time.localtime(hour)), hour, hour + HOUR_S)
@@ -195,6 +252,7 @@ def compute_stats(
             total = total.plus(*values)
         logged, oldest = conn.execute("SELECT COUNT(*), MIN(captured_at_s) FROM parts").fetchone()
         rates = _rates(conn, since_s, until_s, total)
+        types = _defect_types(conn, since_s, until_s) if _has_column(conn, "defect_type") else {}
     finally:
         conn.execute("COMMIT")
     return Stats(
@@ -206,4 +264,10 @@ def compute_stats(
         rates=rates,
         logged_parts=int(logged),
         oldest_logged_s=oldest,
+        quarters=tuple(quarters),
+        defect_types=types,
     )
+
+
+def _has_column(conn: sqlite3.Connection, name: str) -> bool:
+    return any(row[1] == name for row in conn.execute("PRAGMA table_info(parts)"))

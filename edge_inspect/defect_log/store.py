@@ -18,7 +18,17 @@ from typing import Any
 
 from ..errors import ConfigError, EdgeInspectError
 from .images import ImageFiles
-from .schema import LABELS, LABELS_FOR_VERDICT, DefectRecord, connection, db_path, get_meta, images_root, transaction
+from .schema import (
+    LABELS,
+    LABELS_FOR_VERDICT,
+    TYPED_LABELS,
+    DefectRecord,
+    connection,
+    db_path,
+    get_meta,
+    images_root,
+    transaction,
+)
 from .stats import Stats, compute_stats
 
 VERDICTS: tuple[str, ...] = ("good", "defect", "failsafe")
@@ -264,11 +274,15 @@ class DefectStore:
     # ------------------------------------------------------------------ reviewing
 
     def review(
-        self, part_id: int, label: str | None, reviewer: str, note: str = "", now_s: float | None = None
+        self, part_id: int, label: str | None, reviewer: str, note: str = "", now_s: float | None = None,
+        defect_type: str | None = None,
     ) -> DefectRecord:
-        """Set (or with ``label`` None, clear) QA's label of a part, with a note and who decided."""
+        """Set (or with ``label`` None, clear) QA's label of a part, with a note, who decided, and the
+        defect's type (only with a label that calls the part defective; the caller checks the type list)."""
         if label is not None and label not in LABELS:
             raise ReviewError(f"unknown label {label!r} (labels: {', '.join(LABELS)})")
+        if defect_type is not None and label not in TYPED_LABELS:
+            raise ReviewError(f"a defect type needs the label {' or '.join(TYPED_LABELS)}")
         note = note.strip()
         if len(note) > 2000:
             raise ReviewError("the note is longer than 2000 characters")
@@ -283,15 +297,27 @@ class DefectStore:
                 )
             if label is None:
                 conn.execute(
-                    "UPDATE parts SET label = NULL, note = NULL, reviewer = NULL, reviewed_at_s = NULL WHERE id = ?",
+                    "UPDATE parts SET label = NULL, note = NULL, reviewer = NULL, reviewed_at_s = NULL, "
+                    "defect_type = NULL WHERE id = ?",
                     (part_id,),
                 )
             else:
                 conn.execute(
-                    "UPDATE parts SET label = ?, note = ?, reviewer = ?, reviewed_at_s = ? WHERE id = ?",
-                    (label, note or None, reviewer, time.time() if now_s is None else now_s, part_id),
+                    "UPDATE parts SET label = ?, note = ?, reviewer = ?, reviewed_at_s = ?, defect_type = ? "
+                    "WHERE id = ?",
+                    (label, note or None, reviewer, time.time() if now_s is None else now_s, defect_type, part_id),
                 )
         return self.get(part_id)
+
+    def restore_review(self, record: DefectRecord) -> DefectRecord:
+        """Put back the review of ``record`` exactly as it was (undo of a later review)."""
+        with self._connect() as conn, transaction(conn):
+            if not conn.execute(
+                "UPDATE parts SET label = ?, note = ?, reviewer = ?, reviewed_at_s = ?, defect_type = ? WHERE id = ?",
+                (record.label, record.note, record.reviewer, record.reviewed_at_s, record.defect_type, record.id),
+            ).rowcount:
+                raise UnknownPartError(f"no logged part {record.id}")
+        return self.get(record.id)
 
     # ------------------------------------------------------------------ statistics
 

@@ -20,9 +20,8 @@ def parse_time(text: str, now_s: float | None = None) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()  # a naive time is local time
     except ValueError:
-        raise ValueError(
-            f"{text!r} is neither an ISO time (2024-05-01T06:00) nor a span before now (12h, 7d)"
-        ) from None
+        shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}… ({len(text):,} characters)"
+        raise ValueError(f"{shown} is neither an ISO time (2024-05-01T06:00) nor a span before now (12h, 7d)") from None
 
 
 def local_input_value(ts_s: float | None) -> str:

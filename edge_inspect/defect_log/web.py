@@ -15,16 +15,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..config.defect_log import DefectLogConfig
 from ..web.auth import current_user, refuse, require_role, wants_json
+from ..web.formatting import echo
+from .charts import yield_chart_svg
 from .render import annotated_frame, heat_map, read_image
-from .schema import LABELS, DefectRecord
-from .store import VERDICTS, Cursor, DefectStore, PartFilter, ReviewError, UnknownPartError
+from .schema import LABELS, TYPED_LABELS, DefectRecord
+from .store import VERDICTS, Cursor, DefectStore, Page, PartFilter, ReviewError, UnknownPartError
 from .timespec import local_input_value, parse_time
+from .web_actions import add_actions, check_defect_type, quick_ranges
 
 PAGE_ROWS = 48
 COUNT_CAP = 1000  # beyond this the grid says "more than 1,000": an exact count of a big match is a long scan
@@ -59,7 +62,7 @@ def _score(args: MultiDict[str, str], name: str, query: GridQuery) -> float | No
     except ValueError:
         value = -1.0
     if not 0.0 <= value <= 1.0:
-        query.errors.append(f"{name.replace('_', ' ')} must be a number from 0 to 1")
+        query.errors.append(f"{name.replace('_', ' ')} must be a number from 0 to 1, not {echo(text)}")
         return None
     query.args[name] = text
     return value
@@ -71,8 +74,9 @@ def _time(args: MultiDict[str, str], name: str, query: GridQuery) -> float | Non
         return None
     try:
         value = parse_time(text)
-    except ValueError as error:
-        query.errors.append(f"{name}: {error}")
+    except ValueError:
+        query.errors.append(f"{name}: {echo(text)} is neither an ISO time (2024-05-01T06:00) nor a span before "
+                            "now (12h, 7d)")
         return None
     query.args[name] = text
     return value
@@ -145,6 +149,7 @@ def record_json(record: DefectRecord) -> dict[str, Any]:
         "note": record.note,
         "reviewer": record.reviewer,
         "reviewed_at_s": record.reviewed_at_s,
+        "defect_type": record.defect_type,
         "allowed_labels": list(record.allowed_labels),
         "detail_url": url_for("review.detail", part_id=part),
         "frame_url": url_for("review.image", part_id=part, kind="frame") if has_frame else None,
@@ -200,7 +205,10 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
     def grid() -> str:
         query = parse_query(request.args)
         rows = _page_rows(request.args)
-        page, count = grid_page(query, rows)
+        if query.errors:  # a bad filter lists nothing rather than everything unfiltered
+            page, count = Page((), None, None), 0
+        else:
+            page, count = grid_page(query, rows)
         return render_template(
             "review/grid.html",
             page=page,
@@ -216,6 +224,11 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
             label_names=LABEL_NAMES,
             alarm=store.alarm(),
             can_review=_can_review(),
+            quick_ranges=quick_ranges(config),
+            defect_types=config.defect_types,
+            undo_depth=undo.depth(current_user().name) if _can_review() else 0,  # type: ignore[union-attr]
+            back_url=request.full_path.rstrip("?"),
+            export_url=url_for("review.export_zip", **query.args),
         )
 
     @bp.route("/api/defects")
@@ -252,6 +265,10 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
             label_keys=LABEL_KEYS,
             can_review=_can_review(),
             alarm=store.alarm(),
+            defect_types=config.defect_types,
+            typed_labels=TYPED_LABELS,
+            undo_depth=undo.depth(current_user().name) if _can_review() else 0,  # type: ignore[union-attr]
+            back_url=request.full_path.rstrip("?"),
         )
 
     @bp.route("/api/defects/<int:part_id>")
@@ -271,14 +288,20 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
             sent = request.get_json(silent=True) or {}
         label = str(sent.get("label") or "").strip()
         note = str(sent.get("note") or "")
+        new_label = None if label in ("", "clear") else label
         try:
-            record = store.review(part_id, None if label in ("", "clear") else label, user.name, note)
+            before = store.get(part_id)
+            kind = check_defect_type(config, new_label, str(sent.get("defect_type") or ""), before.defect_type)
+            record = store.review(part_id, new_label, user.name, note, defect_type=kind)
         except UnknownPartError:
             abort(404, description=f"no logged part {part_id} (never logged, or pruned since)")
         except ReviewError as error:
             return refuse(400, str(error))
+        undo.push(user.name, [before])
         if wants_json() or request.is_json:
             return jsonify(record_json(record))
+        what = LABEL_NAMES.get(record.label or "", "label cleared")
+        flash(f"Saved: part #{record.part_id} {what}{f' ({record.defect_type})' if record.defect_type else ''}.", "ok")
         query = parse_query(request.args)
         target = record.id
         if sent.get("advance") == "older":
@@ -348,7 +371,10 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
             errors=errors,
             since_value=local_input_value(since),
             until_value=local_input_value(until),
-            chart=yield_chart(result.hours, since, until),
+            since_arg=request.args.get("since", ""),
+            until_arg=request.args.get("until", ""),
+            quick_ranges=quick_ranges(config),
+            chart_count=sum(1 for q in result.quarters if q.inspected),
             reconcile=store.last_reconcile(),
             alarm=store.alarm(),
         )
@@ -360,28 +386,18 @@ def review_blueprint(store: DefectStore, config: DefectLogConfig | None = None) 
             return refuse(400, "; ".join(errors))
         return jsonify(store.stats(since, until, config.shift_start_minutes).to_json())
 
+    @bp.route("/review/stats/chart.svg")
+    def stats_chart() -> BaseResponse:
+        since, until, errors = stats_range()
+        if errors:
+            return refuse(400, "; ".join(errors))
+        theme = "light" if request.args.get("theme") == "light" else "dark"
+        result = store.stats(since, until, config.shift_start_minutes)
+        response = Response(yield_chart_svg(result, since, until, theme), mimetype="image/svg+xml")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    undo = add_actions(bp, store, config, parse_query, stats_range)
     return bp
 
 
-CHART_W, CHART_H = 800, 200
-
-
-def yield_chart(hours: Any, since_s: float, until_s: float) -> dict[str, Any]:
-    """SVG coordinates of the hourly yield (0..100%) over the range, for an inline chart."""
-    span = max(until_s - since_s, 1.0)
-    dots = []
-    for hour in hours:
-        if hour.yield_percent is None:
-            continue
-        x = min(max((hour.start_s + 1800.0 - since_s) / span * CHART_W, 0.0), CHART_W)
-        y = CHART_H - hour.yield_percent / 100.0 * CHART_H
-        dots.append((f"{x:.1f}", f"{y:.1f}"))
-    return {
-        "width": CHART_W,
-        "height": CHART_H,
-        "points": " ".join(f"{x},{y}" for x, y in dots),
-        "dots": dots,
-        "count": len(dots),
-        "since": time.strftime("%Y-%m-%d %H:%M", time.localtime(since_s)),
-        "until": time.strftime("%Y-%m-%d %H:%M", time.localtime(until_s)),
-    }

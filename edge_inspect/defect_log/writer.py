@@ -4,7 +4,8 @@ It reads its own bounded subscription of the inspector's event bus, so the inspe
 on it: when it falls behind, the bus drops parts for it and counts them (``status().dropped``).
 Per batch: every result is counted; defects, fail-safe parts and a deterministic sample of good parts
 get their images written (atomically, then the folders fsynced), then their rows inserted in one
-transaction. Images first, row second: a crash leaves at worst an orphan file, removed at start-up.
+transaction, retried with back-off (``RETRY_DELAYS_S``) before the batch is dropped and counted.
+Images first, row second: a crash leaves at worst an orphan file, removed at start-up.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from ..config.defect_log import DefectLogConfig
 from ..errors import ConfigError
 from ..events import PartResult, Verdict
+from ..web.priority import lower_this_thread
 from .images import ImageFiles, WrittenImages
 from .reconcile import ReconcileReport, reconcile
 from .retention import FreeBytes, FreeSpaceGuard, PruneResult, disk_free_bytes, prune_by_age, prune_to_budget
@@ -43,12 +45,17 @@ from .schema import (
     transaction,
 )
 
+WRITER_NICE = 10
+"""The writer thread's nice increment (as the web view's threads): the loop keeps the CPU first."""
+
 log = logging.getLogger(__name__)
 
 AlarmCallback = Callable[[str | None], None]
 """Called with a reason when the log raises its alarm, and with None when the alarm clears."""
 
 BATCH_MAX_PARTS = 64
+RETRY_DELAYS_S: tuple[float, ...] = (0.1, 0.4, 1.6)
+"""Back-off between the attempts to commit a batch (a locked or briefly failing database) before it is dropped."""
 _INSERT = """
 INSERT OR IGNORE INTO parts (
     inspection_id, part_id, captured_at_s, verdict, failsafe_reason, is_rejected, is_sampled, max_score,
@@ -100,6 +107,8 @@ class DefectLogStatus:
     logged: int
     images_skipped_low_disk: int
     write_errors: int
+    batches_dropped: int  # batches whose rows could not be committed after every retry
+    parts_dropped: int  # the parts of those batches (counted, but no row)
     used_bytes: int
     budget_bytes: int
     free_bytes: int | None
@@ -153,11 +162,13 @@ class DefectLogWriter:
         on_alarm: AlarmCallback | None = None,
         free_bytes: FreeBytes = disk_free_bytes,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.source = source
         self._on_alarm = on_alarm
         self._clock = clock
+        self._sleep = sleep
         self.files = ImageFiles(images_root(config.data_dir), config.jpeg_quality, config.thumbnail_width_px)
         self.guard = FreeSpaceGuard(self.files.root, int(config.min_free_disk_mb * 1e6), free_bytes)
         self.budget_bytes = int(config.disk_budget_mb * 1e6)
@@ -176,6 +187,8 @@ class DefectLogWriter:
         self.logged = 0
         self.images_skipped_low_disk = 0
         self.write_errors = 0
+        self.batches_dropped = 0
+        self.parts_dropped = 0
         self.pruned = PruneResult()
         self._used_bytes = 0
         self._next_prune_s = 0.0
@@ -247,6 +260,8 @@ class DefectLogWriter:
             logged=self.logged,
             images_skipped_low_disk=self.images_skipped_low_disk,
             write_errors=self.write_errors,
+            batches_dropped=self.batches_dropped,
+            parts_dropped=self.parts_dropped,
             used_bytes=self._used_bytes,
             budget_bytes=self.budget_bytes,
             free_bytes=self.guard.last_free_bytes,
@@ -280,6 +295,7 @@ class DefectLogWriter:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
+        lower_this_thread(WRITER_NICE)  # JPEG encoding and disk yield the CPU to the inspection threads
         while True:
             stopping = self._stop.is_set()
             first = self.source.get(timeout_s=0 if stopping else 0.2)
@@ -304,7 +320,11 @@ class DefectLogWriter:
                 work(*args)
         except sqlite3.Error as error:
             if work == self.write_batch:  # rows are being lost: an operator must know
-                self._set_alarm("write", f"defect log cannot write its database: {error}")
+                self._set_alarm(
+                    "write",
+                    f"defect log cannot write its database: {error} "
+                    f"({self.parts_dropped} part(s) not logged after retries)",
+                )
             self._count_error(error)
         except (OSError, ValueError) as error:
             self._count_error(error)
@@ -345,12 +365,34 @@ class DefectLogWriter:
             dirs |= images.dirs
             rows.append(self._row(result, sampled, images, status))
         self.files.sync(dirs)  # the renames are durable before any row names them
-        with transaction(conn):
-            conn.executemany(_INSERT, rows)
-            conn.executemany(_COUNT, [(start, *values) for start, values in counts.items()])
+        self._commit_with_retry(conn, rows, [(start, *values) for start, values in counts.items()], len(batch))
         self.logged += len(rows)
         self._used_bytes += sum(row[18] for row in rows)
         return len(rows)
+
+    def _commit_with_retry(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], counts: list[tuple[int, ...]], parts: int
+    ) -> None:
+        """Commit rows and counts in one transaction, retrying with back-off; after the last try the batch
+        is dropped and counted (its images stay orphans, removed at the next start) and the error raised."""
+        for attempt, delay_s in enumerate((*RETRY_DELAYS_S, None)):
+            try:
+                with transaction(conn):
+                    conn.executemany(_INSERT, rows)
+                    conn.executemany(_COUNT, counts)
+                return
+            except sqlite3.Error as error:
+                if delay_s is None:
+                    self.batches_dropped += 1
+                    self.parts_dropped += parts
+                    log.error(
+                        "defect log: batch of %d part(s) dropped after %d attempts: %s (%d batch(es) dropped so far)",
+                        parts, attempt + 1, error, self.batches_dropped,
+                    )
+                    raise
+                self.write_errors += 1
+                log.warning("defect log: commit failed (%s), retry %d in %.1f s", error, attempt + 1, delay_s)
+                self._sleep(delay_s)
 
     def _images_allowed(self) -> bool:
         """Measure free space (a statvfs call, cheap enough per part); raise or clear the disk alarm."""

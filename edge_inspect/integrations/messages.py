@@ -81,6 +81,8 @@ def stats_message(status: StatusSnapshot, device: str, wall_time_s: float, mqtt:
         "missed_deadlines": status.missed_deadlines,
         "missed_triggers": status.missed_triggers,
         "classifier_errors": status.classifier_errors,
+        "reject_not_actuated": status.reject_not_actuated,
+        "unmatched_frames": status.unmatched_frames,
         "failsafe_reasons": dict(status.failsafe_reasons),
         "dropped": dict(status.dropped),
         "yield_percent": _number(status.yield_percent),

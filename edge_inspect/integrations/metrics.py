@@ -76,6 +76,14 @@ class InspectorCollector:
         yield CounterMetricFamily(
             f"{PREFIX}_classifier_errors", "Inferences that raised.", status.classifier_errors
         )
+        yield CounterMetricFamily(
+            f"{PREFIX}_reject_not_actuated",
+            "Reject verdicts no pulse fired for (drained at stop, failed write): parts that went on unchecked.",
+            status.reject_not_actuated,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_unmatched_frames", "Triggered mode: frames no trigger edge used.", status.unmatched_frames
+        )
         dropped = CounterMetricFamily(
             f"{PREFIX}_dropped", "Events a slow consumer dropped (camera_frames: frames the camera skipped).",
             labels=["consumer"],

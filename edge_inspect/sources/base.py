@@ -34,6 +34,9 @@ class FrameSource(abc.ABC):
     """
 
     name: str = "source"
+    #: Frames the source lost (a camera overwrote its buffers, a reader fell behind). One name for every
+    #: backend: the pipeline reports it as ``dropped["camera_frames"]`` in the API, metrics and MQTT.
+    frames_dropped: int = 0
 
     @abc.abstractmethod
     def open(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,10 @@ import numpy as np
 from ..config.models import ReplaySourceConfig
 from ..errors import CameraError
 from .base import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+SKIPPED_NAMED_MAX = 10  # the warning names this many skipped files, then says how many more
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -34,9 +39,13 @@ def _decode_folder(folder: Path, max_frames: int) -> tuple[list[np.ndarray], lis
     names: list[str] = []
     skipped: list[str] = []
     for path in list_images(folder)[:max_frames]:
+        relative = path.relative_to(folder).as_posix()
+        if path.stat().st_size == 0:
+            skipped.append(f"{relative} (empty)")
+            continue
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None or image.dtype != np.uint8:
-            skipped.append(path.name)
+            skipped.append(f"{relative} (unreadable)" if image is None else f"{relative} (not 8-bit)")
             continue
         frames.append(_to_bgr(image))
         names.append(path.relative_to(folder).as_posix())
@@ -62,7 +71,7 @@ class ReplaySource(FrameSource):
 
     Pacing is absolute (frame n is due at start + n / fps), so a slow reader does not stretch the
     schedule; a reader that falls behind gets the frame that is due now, and the skipped frames are
-    counted in ``frames_skipped`` as a camera would overwrite its buffers.
+    counted in ``frames_dropped`` as a camera would overwrite its buffers.
     """
 
     name = "replay"
@@ -72,7 +81,7 @@ class ReplaySource(FrameSource):
         self.frames: list[np.ndarray] = []
         self.file_names: list[str] = []
         self.skipped_files: list[str] = []
-        self.frames_skipped = 0
+        self.frames_dropped = 0
         self._period_s = 1.0 / config.frames_per_second
         self._sequence = 0
         self._start_s = 0.0
@@ -86,6 +95,7 @@ class ReplaySource(FrameSource):
             pass  # already decoded: re-opening after close() keeps the held frames, as a camera would
         elif path.is_dir():
             self.frames, self.file_names, self.skipped_files = _decode_folder(path, self.config.max_frames)
+            self._warn_skipped(path)
         else:
             self.frames = _decode_video(path, self.config.max_frames)
         if not self.frames:
@@ -95,6 +105,23 @@ class ReplaySource(FrameSource):
         self._sequence = 0
         self._closed.clear()
         self._start_s = time.monotonic()
+
+    @property
+    def files_skipped(self) -> int:
+        """Image files of the folder that could not be replayed (empty, unreadable, not 8-bit)."""
+        return len(self.skipped_files)
+
+    def _warn_skipped(self, folder: Path) -> None:
+        """Once per decode: which files were left out, so a half-copied folder is noticed."""
+        if not self.skipped_files:
+            return
+        named = ", ".join(self.skipped_files[:SKIPPED_NAMED_MAX])
+        more = len(self.skipped_files) - SKIPPED_NAMED_MAX
+        log.warning(
+            "replay source: skipped %d of %d image file(s) in %s: %s%s",
+            len(self.skipped_files), len(self.skipped_files) + len(self.frames), folder, named,
+            f" and {more} more" if more > 0 else "",
+        )
 
     def read(self, timeout_s: float = 1.0) -> Frame | None:
         if not self.frames:
@@ -112,9 +139,11 @@ class ReplaySource(FrameSource):
         else:
             behind = int((now - due_s) / self._period_s)
             if behind:
-                self.frames_skipped += behind
+                self.frames_dropped += behind
                 self._sequence += behind
                 due_s += behind * self._period_s
+                if not self.config.loop and self._sequence >= len(self.frames):
+                    raise CameraError("replay source: end of the recording (loop = false)")  # never wrap
         sequence = self._sequence
         self._sequence += 1
         image = self.frames[sequence % len(self.frames)]

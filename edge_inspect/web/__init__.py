@@ -16,11 +16,11 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..config.web import WebConfig
 from ..pipeline import Inspector
-from . import admin, api, auth, live
+from . import admin, api, auth, live, user_admin
 from .audit import AuditLog
 from .context import EXTENSION_KEY, WebContext, web_context
 from .feed import ResultFeed
-from .priority import lower_this_thread
+from .formatting import score_text
 from .security import SECURITY_HEADERS, LoginThrottle, csrf_token, load_or_create_secret_key
 from .stream import FrameStreamer, inspector_view
 from .users import ROLES, User, UserError, UserStore
@@ -81,11 +81,11 @@ def create_app(
         throttle=LoginThrottle(config.login_max_failures, config.login_lockout_s),
         models_dir=models_dir or config.model_dir or inspector.config.model.path.parent,
     )
-    app.before_request(lambda: lower_this_thread(config.thread_nice))  # waitress workers, once each
     app.before_request(auth.load_user)
     app.before_request(auth.check_csrf)
     app.after_request(_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.add_template_filter(score_text, "score")
     app.context_processor(
         lambda: {"csrf_token": lambda: csrf_token(session), "user": auth.current_user(), "nav_links": _nav_links(app)}
     )
@@ -120,10 +120,14 @@ def _headers(response: BaseResponse) -> BaseResponse:
 
 
 def _http_error(error: HTTPException) -> BaseResponse:
+    if isinstance(error, HTTPException) and error.code == 413:
+        return auth.refuse(413, f"the request is too large: at most {MAX_FORM_BYTES // 1024} KiB may be sent")
     if isinstance(error, HTTPException) and error.code is not None:
         return auth.refuse(error.code, error.description or error.name)
     return Response("error", status=500)  # pragma: no cover
 
+
+_ = user_admin  # its routes hang on the admin blueprint
 
 __all__ = [
     "ROLES",

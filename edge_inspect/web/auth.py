@@ -50,7 +50,7 @@ def load_user() -> None:
     if not isinstance(name, str):
         return
     user = web_context().users.get(name)
-    if user is None or session.get("epoch") != user.session_epoch:
+    if user is None or user.is_disabled or session.get("epoch") != user.session_epoch:
         session.clear()
         return
     g.user = user
@@ -64,6 +64,8 @@ def check_csrf() -> BaseResponse | None:
     """Before every request: an unsafe method needs this session's token and, if sent, our own Origin."""
     if request.method not in UNSAFE_METHODS:
         return None
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        return None  # a browser never adds this header by itself: not forgeable cross-site (see web/trigger.py)
     origin = request.headers.get("Origin")
     # "null" (privacy settings, odd redirects) says nothing either way: the token decides. The scheme may
     # differ behind a TLS proxy, so only the host is compared.

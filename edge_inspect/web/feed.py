@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..events import PartResult
 from ..pipeline import Inspector
 from .priority import lower_this_thread
 from .render import render_jpeg
+from .trend import MinuteTrend
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,11 @@ class ResultFeed:
         self.thumbnail_width_px = thumbnail_width_px
         self._results: deque[ResultSummary] = deque(maxlen=results_kept)
         self._rejects: deque[RejectThumbnail] = deque(maxlen=rejects_kept)
+        # Thumbnails outlive their place in the filmstrip by as many again, so a page that just read
+        # /api/rejects never asks for a picture that left the ring in the meantime (a broken image).
+        self._thumbnails: deque[tuple[str, bytes]] = deque(maxlen=2 * rejects_kept)
+        self.trend = MinuteTrend()
+        self.after_batch: Callable[[], None] | None = None  # e.g. the yield-target check
         # Rejects waiting for their thumbnail: at most rejects_kept frames held, for at most a period.
         self._pending: deque[tuple[ResultSummary, PartResult]] = deque(maxlen=rejects_kept)
         self._next_thumbnails_ts_s = 0.0
@@ -122,6 +129,8 @@ class ResultFeed:
             try:
                 self._take(batch)
                 self._make_thumbnails()
+                if batch and self.after_batch is not None:
+                    self.after_batch()
             except Exception:  # keep consuming: one odd result must not blank the view for the shift
                 log.exception("web view: cannot take %d result(s)", len(batch))
             if batch:
@@ -130,6 +139,8 @@ class ResultFeed:
     def _take(self, batch: list[PartResult]) -> None:
         summaries = [ResultSummary.of(result) for result in batch]
         self._pending.extend((s, r) for s, r in zip(summaries, batch) if r.is_rejected)
+        for result in batch:
+            self.trend.add(result.capture_wall_time_s, result.verdict.value == "good", result.is_rejected)
         with self._lock:
             self._results.extend(summaries)
 
@@ -143,6 +154,7 @@ class ResultFeed:
         self._next_thumbnails_ts_s = now + self.THUMBNAIL_PERIOD_S
         with self._lock:
             self._rejects.extend(thumbnails)
+            self._thumbnails.extend((t.summary.inspection_id, t.jpeg) for t in thumbnails if t.jpeg is not None)
 
     def _thumbnail(self, result: PartResult) -> bytes | None:
         if result.image is None:
@@ -162,9 +174,9 @@ class ResultFeed:
 
     def thumbnail(self, inspection_id: str) -> bytes | None:
         with self._lock:
-            for item in self._rejects:
-                if item.summary.inspection_id == inspection_id:
-                    return item.jpeg
+            for kept_id, jpeg in self._thumbnails:
+                if kept_id == inspection_id:
+                    return jpeg
         return None
 
     def close(self) -> None:

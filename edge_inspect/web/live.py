@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from flask import Blueprint, Response, abort, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
@@ -10,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from .auth import current_user, refuse, require_role
 from .context import web_context
 from .stream import BOUNDARY
+from .trend import shift_start_s, trend_svg
 
 bp = Blueprint("live", __name__)
 
@@ -29,8 +31,45 @@ def index() -> str:
         user=current_user(),
         needs_setup=not ctx.users.has_admin(),
         rejects_kept=ctx.feed.rejects_kept,
+        yield_target=ctx.config.yield_target_percent,
         setup_url=f"http://127.0.0.1:{request.environ.get('SERVER_PORT', '8080')}/setup",
     )
+
+
+@bp.route("/andon")
+def andon() -> str:
+    """The full-screen line state for a screen across the aisle: state, last verdict, yield."""
+    return render_template("andon.html", user=current_user())
+
+
+TREND_SPANS = ("hour", "shift")
+TREND_CACHE_S = 10.0  # one render per span and theme every this often, whatever the number of screens
+
+
+@bp.route("/trend.svg")
+def trend() -> BaseResponse:
+    span = request.args.get("span", "hour")
+    theme = request.args.get("theme", "dark")
+    if span not in TREND_SPANS or theme not in ("dark", "light"):
+        return refuse(400, f"span must be one of {', '.join(TREND_SPANS)}; theme dark or light")
+    ctx = web_context()
+    now = time.time()
+    key = (span, theme)
+    with ctx.chart_lock:
+        cached = ctx.chart_cache.get(key)
+        if cached is None or now - cached[0] >= TREND_CACHE_S:
+            if span == "hour":
+                since, title = now - 3600.0, "Last hour"
+            else:
+                since = shift_start_s(now, ctx.inspector.config.defect_log.shift_start_minutes)
+                title = "This shift (since " + time.strftime("%H:%M", time.localtime(since)) + ")"
+            svg = trend_svg(ctx.feed.trend.series(since, now), since, now, ctx.config.yield_target_percent,
+                            title, theme)
+            cached = (now, svg)
+            ctx.chart_cache[key] = cached
+    response = Response(cached[1], mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/stream.mjpg")

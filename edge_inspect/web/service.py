@@ -6,21 +6,25 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask
 from waitress import create_server
 
-from ..config.models import AppConfig
+from ..config.models import AppConfig, SoftwareTriggerConfig
 from ..config.web import WebConfig
 from ..errors import ConfigError
 from ..pipeline import Inspector
+from ..settings import SETTINGS_EXTENSION, SettingsStore
 from . import close_app, create_app
 from .priority import lower_this_thread
+from .trigger import trigger_blueprint
 from .users import UserStore
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A stalled viewer's connection buffers at most this much before its thread waits (and then skips
 # frames); below waitress's 1 MiB overflow-to-tempfile size, so nothing ever goes to disk.
@@ -48,14 +52,39 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _built_nicer(nice_increment: int, build: Callable[[], T]) -> T:
+    """Run ``build`` in a helper thread lowered by ``nice_increment``, so the threads it starts (waitress's
+    workers) inherit the lower priority (Linux: a new thread starts with its creator's nice value) while
+    the caller, possibly an inspection or test thread, keeps its own."""
+    built: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        lower_this_thread(nice_increment)
+        try:
+            built.append(build())
+        except BaseException as error:  # re-raised in the caller
+            failed.append(error)
+
+    helper = threading.Thread(target=run, name="web-server-setup", daemon=True)
+    helper.start()
+    helper.join()
+    if failed:
+        raise failed[0]
+    return built[0]
+
+
 class WebServer:
-    """A waitress server for one app, run in its own thread; ``close()`` ends every connection."""
+    """A waitress server for one app, run in its own thread; ``close()`` ends every connection.
+
+    Only the threads the server owns run nicer (``web.thread_nice``): its workers and its loop.
+    """
 
     def __init__(self, app: Flask, config: WebConfig) -> None:
         self.app = app
         sock = _listen_socket(config.host, config.port)
         try:
-            self._server: Any = create_server(
+            self._server: Any = _built_nicer(config.thread_nice, lambda: create_server(
                 app,
                 sockets=[sock],
                 threads=config.worker_threads + config.stream_max_viewers,  # a stream holds its thread
@@ -65,7 +94,7 @@ class WebServer:
                 ident="edge-inspect",
                 # pass proxy headers through: Flask ignores them (no ProxyFix), the first-run page refuses them
                 clear_untrusted_proxy_headers=False,
-            )
+            ))
         except BaseException:
             sock.close()
             raise
@@ -130,9 +159,12 @@ def web_service(config: AppConfig, inspector: Inspector) -> Iterator[WebServer]:
 
     web = config.web
     users = UserStore(web.db_path, web.password_min_length)
+    software = config.trigger.input if isinstance(config.trigger.input, SoftwareTriggerConfig) else None
+    trigger = trigger_blueprint(software)  # reads the token file first: a bad one fails before anything starts
     metrics = metrics_blueprint(inspector)  # a private registry per app; /metrics, /healthz, /readyz need no login
-    blueprints = [*feature_blueprints(config), metrics, health_blueprint(inspector)]
+    blueprints = [*feature_blueprints(config), metrics, health_blueprint(inspector), trigger]
     app = create_app(inspector, web, users, blueprints=blueprints)
+    app.extensions[SETTINGS_EXTENSION] = SettingsStore(config.settings.path)
     try:
         server = WebServer(app, web)
     except BaseException:

@@ -45,6 +45,7 @@ class User:
     name: str
     role: str
     session_epoch: int
+    is_disabled: bool = False
 
     def has_role(self, role: str) -> bool:
         return role_rank(self.role) >= role_rank(role)
@@ -87,6 +88,9 @@ class UserStore:
         self._dummy_hash: str | None = None
         with connect(path, write=True) as db:
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+            if "disabled" not in columns:  # files from before user management: upgraded in place
+                db.execute("ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
 
     def _check_password(self, password: str) -> None:
         if len(password) < self.password_min_length:
@@ -136,15 +140,51 @@ class UserStore:
             if not db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
                 raise UserError(f"no user {name!r}")
 
+    def set_role(self, name: str, role: str) -> None:
+        """New role; that user's open sessions end (they log in again with the new rights)."""
+        role_rank(role)
+        with connect(self.path, write=True) as db:
+            self._keep_an_admin(db, name, demoting=role != "admin")
+            if not db.execute(
+                "UPDATE users SET role = ?, session_epoch = session_epoch + 1 WHERE name = ?", (role, name)
+            ).rowcount:
+                raise UserError(f"no user {name!r}")
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        """A disabled user cannot log in and their open sessions end; enabling restores the account."""
+        with connect(self.path, write=True) as db:
+            if disabled:
+                self._keep_an_admin(db, name, demoting=True)
+            if not db.execute(
+                "UPDATE users SET disabled = ?, session_epoch = session_epoch + 1 WHERE name = ?",
+                (int(disabled), name),
+            ).rowcount:
+                raise UserError(f"no user {name!r}")
+
+    @staticmethod
+    def _keep_an_admin(db: sqlite3.Connection, name: str, demoting: bool) -> None:
+        if not demoting:
+            return
+        others = db.execute(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND name != ?", (name,)
+        ).fetchone()[0]
+        is_admin = db.execute(
+            "SELECT 1 FROM users WHERE name = ? AND role = 'admin' AND disabled = 0", (name,)
+        ).fetchone()
+        if is_admin and not others:
+            raise UserError(f"{name} is the last active admin: make another admin first")
+
     def get(self, name: str) -> User | None:
         with connect(self.path) as db:
-            row = db.execute("SELECT name, role, session_epoch FROM users WHERE name = ?", (name,)).fetchone()
-        return User(*row) if row else None
+            row = db.execute(
+                "SELECT name, role, session_epoch, disabled FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        return User(row[0], row[1], row[2], bool(row[3])) if row else None
 
     def all(self) -> list[User]:
         with connect(self.path) as db:
-            rows = db.execute("SELECT name, role, session_epoch FROM users ORDER BY name").fetchall()
-        return [User(*row) for row in rows]
+            rows = db.execute("SELECT name, role, session_epoch, disabled FROM users ORDER BY name").fetchall()
+        return [User(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def has_admin(self) -> bool:
         with connect(self.path) as db:
@@ -154,13 +194,13 @@ class UserStore:
         """The user if the password matches; an unknown name costs as much time as a wrong password."""
         with connect(self.path) as db:
             row = db.execute(
-                "SELECT name, role, session_epoch, password_hash FROM users WHERE name = ?", (name,)
+                "SELECT name, role, session_epoch, password_hash, disabled FROM users WHERE name = ?", (name,)
             ).fetchone()
         if row is None:
             if self._dummy_hash is None:
                 self._dummy_hash = generate_password_hash("not a password", method=HASH_METHOD)
             check_password_hash(self._dummy_hash, password)
             return None
-        if not check_password_hash(row[3], password):
+        if not check_password_hash(row[3], password) or row[4]:
             return None
         return User(row[0], row[1], row[2])

@@ -114,7 +114,7 @@ def test_live_page_login_and_threshold(page: Any, demo: tuple[Inspector, WebServ
     inspector, server = demo
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(server.url)
-    page.wait_for_function("() => document.getElementById('state').textContent === 'RUNNING'")
+    page.wait_for_function("() => document.getElementById('state').textContent === 'OK'")  # the line state
     page.wait_for_function("() => Number(document.getElementById('c-inspected').textContent) > 0")
 
     # the counters rise
@@ -122,7 +122,7 @@ def test_live_page_login_and_threshold(page: Any, demo: tuple[Inspector, WebServ
     page.wait_for_function(f"() => Number(document.getElementById('c-inspected').textContent) >= {first + 3}")
     assert counter(page, "c-good") + counter(page, "c-failsafe") + counter(page, "c-rejected") >= first
     assert page.inner_text("#model-name") == "brightness test-1"
-    assert page.inner_text("#threshold") == "0.500"
+    assert page.inner_text("#threshold") == "0.5000"
     assert re.fullmatch(r"\d+\.\d %", page.inner_text("#c-yield"))
 
     # the live image changes (the page decodes the MJPEG stream onto a canvas)
@@ -162,6 +162,6 @@ def test_live_page_login_and_threshold(page: Any, demo: tuple[Inspector, WebServ
     page.screenshot(path=str(ARTIFACTS / "web-admin.png"), full_page=True)
 
     page.goto(server.url)
-    page.wait_for_function("() => document.getElementById('threshold').textContent === '0.800'")
+    page.wait_for_function("() => document.getElementById('threshold').textContent === '0.8000'")
     assert "alice" in page.inner_text(".who")
     page.screenshot(path=str(ARTIFACTS / "web-live-admin.png"))
