@@ -41,7 +41,7 @@ def class_folders(root: Path, good_label: str = "good") -> list[Path]:
     return classes
 
 
-def list_labelled(root: Path, good_label: str = "good") -> list[LabelledImage]:
+def list_labelled(root: Path, good_label: str = "good", require_defects: bool = True) -> list[LabelledImage]:
     """Every image below ``root`` with its label; DataError naming the problem if unusable."""
     root = Path(root)
     classes = class_folders(root, good_label)
@@ -57,7 +57,7 @@ def list_labelled(root: Path, good_label: str = "good") -> list[LabelledImage]:
     n_good = sum(not i.is_defect for i in items)
     if n_good == 0:
         raise DataError(f"data folder {root}: '{good_label}/' holds no images")
-    if n_good == len(items):
+    if n_good == len(items) and require_defects:
         others = [p.name for p in classes if p.name != good_label]
         where = f"the defect folders ({', '.join(others)}) hold no images" if others else "there is no defect folder"
         raise DataError(f"data folder {root}: only good images, {where}; add at least one defect folder with images")

@@ -5,6 +5,7 @@ Scores are defect scores (higher = more defective); labels are True for defects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,3 +145,48 @@ def widest_margin_threshold(scores: np.ndarray | list[float], labels: np.ndarray
 
 def _error_count(rates: Rates) -> int:
     return rates.false_negative + rates.false_positive
+
+
+def false_reject_at_escape(scores: np.ndarray | list[float], labels: np.ndarray | list[bool], escape: float) -> float:
+    """The false-reject rate at the highest threshold that lets at most ``escape`` of the defects pass."""
+    return threshold_for_escape_rate(scores, labels, escape).false_reject_rate
+
+
+def escape_at_false_reject(scores: np.ndarray | list[float], labels: np.ndarray | list[bool], rate: float) -> float:
+    """The escape rate at the lowest threshold that rejects at most ``rate`` of the good parts."""
+    return threshold_for_false_reject_rate(scores, labels, rate).escape_rate
+
+
+def bootstrap_ci(
+    scores: np.ndarray | list[float],
+    labels: np.ndarray | list[bool],
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    rounds: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic``, resampling good and defect parts separately."""
+    s, y = _arrays(scores, labels)
+    rng = np.random.default_rng(seed)
+    good, bad = np.flatnonzero(~y), np.flatnonzero(y)
+    values = []
+    for _ in range(rounds):
+        pick = np.r_[rng.choice(good, len(good)), rng.choice(bad, len(bad))] if len(good) and len(bad) else None
+        if pick is None:
+            pick = rng.integers(0, len(s), len(s))
+        values.append(statistic(s[pick], y[pick]))
+    finite = np.asarray([v for v in values if np.isfinite(v)], np.float64)
+    if len(finite) == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0 * 100.0
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100.0 - tail))
+
+
+def wilson_interval(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate ``hits / total`` (sane for small counts and 0 or 100 %)."""
+    if total == 0:
+        return float("nan"), float("nan")
+    p = hits / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

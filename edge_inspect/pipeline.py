@@ -341,14 +341,14 @@ class Inspector:
 
     def _raise_fault(self, key: str, reason: str) -> None:
         self._notify("fault", key, reason)
-        with self._phase_lock:
+        with self._phase_lock:  # outputs first, then the state: whoever sees FAULT sees ALARM on
             self._fault_sources[key] = reason
             was_fault = self._phase.state is RunState.FAULT
+            self._write_quietly(self.alarm, True)
+            self._write_quietly(self.ready, False)
             self._phase = RunPhase(RunState.FAULT, "; ".join(self._fault_sources.values()))
         if not was_fault:
             log.error("FAULT: %s", reason)
-        self._write_quietly(self.alarm, True)
-        self._write_quietly(self.ready, False)
 
     def raise_alarm(self, key: str, reason: str) -> None:
         """Assert ALARM and show ``reason`` without stopping the line (a consumer's problem, not the loop's)."""
@@ -374,12 +374,12 @@ class Inspector:
             del self._fault_sources[key]
             reason = "; ".join(self._fault_sources.values()) or None
             is_running = not self._fault_sources and self._running.is_set()
+            if is_running:
+                self._write_quietly(self.alarm, bool(self._alarms))
+                self._write_quietly(self.ready, True)
             self._phase = RunPhase(RunState.RUNNING if is_running else self._phase.state, reason)
         self._notify("fault", key, None)
         log.warning("recovered: %s", key)
-        if is_running:
-            self._write_quietly(self.alarm, bool(self._alarms))
-            self._write_quietly(self.ready, True)
 
     def _write_quietly(self, output: DigitalOutput | None, active: bool) -> None:
         if output is None:

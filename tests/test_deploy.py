@@ -345,6 +345,6 @@ def test_deploy_configs_keep_all_data_under_var_lib() -> None:
 
     for config_file in [*sorted((DEPLOY / "examples").glob("*.toml")), DEPLOY / "jetson" / "config.toml"]:
         config = load_config(config_file)
-        writable = [config.defect_log.data_dir, config.web.db_path, config.web.secret_key_path]
+        writable = [config.defect_log.data_dir, config.web.db_path, config.web.secret_key_path, config.settings.path]
         assert all(p.is_relative_to("/var/lib/edge-inspect") for p in writable), config_file
         assert all(p.is_relative_to("/") and not p.is_relative_to(DEPLOY) for p in paths(config)), config_file

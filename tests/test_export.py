@@ -144,6 +144,6 @@ def test_edge_inspect_train_accepts_an_export_without_edits(log_dir: Path, tmp_p
     out = tmp_path / "dataset"
     assert main(["export", "--data-dir", str(log_dir), "--out", str(out)]) == 0
     model = tmp_path / "model.onnx"
-    args = ["train", str(out), "--out", str(model), "--epochs", "1", "--input-size-px", "32"]
+    args = ["train", str(out), "--out", str(model), "--epochs", "1", "--input-size-px", "32", "--arch", "parts-cnn"]
     assert main([*args, "--group-pattern", "^(.+)__", "--val-fraction", "0.3"]) == 0
     assert model.is_file()

@@ -228,8 +228,9 @@ def test_a_slow_consumer_drops_and_counts_but_never_slows_inspection(config: App
     assert inspector.status().dropped["stuck-consumer"] == 10
 
 
-def test_threshold_change_and_model_swap_at_run_time(config: AppConfig) -> None:
-    inspector = build_inspector(config)
+def test_threshold_change_and_model_swap_at_run_time(model_path: Path, replay_folder: Path) -> None:
+    # a 300 ms budget: on a loaded machine a 58 ms one is missed, and a fail-safe part is not GOOD
+    inspector = build_inspector(make_config(model_path, replay_folder, line={"travel_delay_ms": 300.0}))
     assert inspector.set_threshold(0.9999999) == 0.5
     results = run_parts(inspector, 8)
     assert all(r.verdict is Verdict.GOOD and r.threshold == 0.9999999 for r in results)
@@ -290,7 +291,7 @@ def test_stalled_inference_is_noticed_within_the_budget_and_recovers(config: App
     assert isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
     # noticed within budget (58 ms) plus the watchdog's period, well before the stall ends
     stalled_ms = float((inspector.status().fault_reason or "").split("stalled for ")[1].split(" ms")[0])
-    assert 58 < stalled_ms < 58 + 100
+    assert 58 < stalled_ms < 58 + 50 + TIMING_TOLERANCE_S * 1000
     assert wait_for(lambda: any(r.is_rejected for r in collect(subscription)))  # parts meanwhile: fail-safe
     stalling.release.set()
     assert wait_for(lambda: inspector.state is RunState.RUNNING)

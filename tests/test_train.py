@@ -298,7 +298,8 @@ def test_same_seed_same_model(trained: tuple[Path, Any, Path]) -> None:
 def test_cli_train(tmp_path: Path, trained: tuple[Path, Any, Path], capsys: pytest.CaptureFixture[str]) -> None:
     data, _, _ = trained
     out = tmp_path / "cli.onnx"
-    code = main(["train", str(data), "--out", str(out), "--epochs", "1", "--input-size-px", "32", "--seed", "1"])
+    args = ["--epochs", "1", "--input-size-px", "32", "--seed", "1", "--arch", "parts-cnn"]
+    code = main(["train", str(data), "--out", str(out), *args])
     assert code == 0 and out.is_file()
     printed = capsys.readouterr().out
     assert "epoch   1/1" in printed and "threshold" in printed

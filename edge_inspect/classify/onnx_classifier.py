@@ -16,6 +16,8 @@ from ..errors import ModelError
 from .metadata import ModelMetadata
 from .preprocess import iter_tiles, scores_from_output, to_tensor
 
+ANOMALY_MAP_OUTPUT = "anomaly_map"  # optional second output of patch models: (N, h, w) scores 0..1
+
 
 @dataclass(frozen=True)
 class Region:
@@ -111,6 +113,9 @@ class OnnxClassifier:
             raise ModelError(f"model file {path} has {len(inputs)} inputs; a classifier takes one image batch")
         self._input_name = inputs[0].name
         self._check_input_shape(inputs[0].shape)
+        names = [output.name for output in self._session.get_outputs()]
+        # a patch model's per-patch map (0..1) comes back as the region's tile_scores heat map
+        self._map_index = names.index(ANOMALY_MAP_OUTPUT) if ANOMALY_MAP_OUTPUT in names else None
         self.providers = tuple(self._session.get_providers())
         self._lock = threading.Lock()
         if verify_selftest:
@@ -137,9 +142,14 @@ class OnnxClassifier:
 
     def run_tensor(self, tensor: np.ndarray) -> np.ndarray:
         """Defect scores for an already prepared batch (used by the benchmark's ceiling)."""
+        return self._run(tensor)[0]
+
+    def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Defect scores and, for patch models, the (N, h, w) anomaly map."""
         with self._lock:
-            (output,) = self._session.run(None, {self._input_name: tensor})[:1]
-        return scores_from_output(output, self.metadata)
+            outputs = self._session.run(None, {self._input_name: tensor})
+        maps = None if self._map_index is None else np.asarray(outputs[self._map_index], np.float32)
+        return scores_from_output(outputs[0], self.metadata), maps
 
     def score_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Defect score of each BGR crop, resized whole to the model's input."""
@@ -174,8 +184,10 @@ class OnnxClassifier:
 
     def infer(self, prepared: PreparedParts) -> list[RegionScore]:
         """The model half of ``classify``: one session run, scores per region (worst tile if tiled)."""
-        scores = self.run_tensor(prepared.tensor)
+        scores, maps = self._run(prepared.tensor)
         if prepared.tile_grids is None:
+            if maps is not None:
+                return [RegionScore(r, float(s), m) for r, s, m in zip(prepared.regions, scores, maps)]
             return [RegionScore(r, float(s)) for r, s in zip(prepared.regions, scores)]
         results = []
         for region, (first, rows, cols) in zip(prepared.regions, prepared.tile_grids):

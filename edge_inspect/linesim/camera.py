@@ -26,7 +26,7 @@ class SimulatedCamera(FrameSource):
     def __init__(self, empty_belt: np.ndarray, frames_per_second: float = 30.0) -> None:
         self.empty_belt = empty_belt
         self.period_s = 1.0 / frames_per_second
-        self.frames_skipped = 0
+        self.frames_dropped = 0
         self._cond = threading.Condition()
         self._exposed: collections.deque[Frame] = collections.deque()
         self._sequence = 0
@@ -66,7 +66,7 @@ class SimulatedCamera(FrameSource):
                 idle_ts: float | None = None
                 behind = 0
                 if self._next_idle_s <= self._line_ts_s:
-                    # a starved reader gets the newest idle frame and the older ones count as skipped
+                    # a starved reader gets the newest idle frame and the older ones count as dropped
                     behind = int((self._line_ts_s - self._next_idle_s) / self.period_s)
                     idle_ts = self._next_idle_s + behind * self.period_s
                 if self._exposed and (idle_ts is None or self._exposed[0].capture_ts_s <= idle_ts):
@@ -74,7 +74,7 @@ class SimulatedCamera(FrameSource):
                 if idle_ts is not None:
                     frame = Frame(self._sequence, idle_ts, self.empty_belt, self.name)
                     self._sequence += 1
-                    self.frames_skipped += behind
+                    self.frames_dropped += behind
                     self._next_idle_s = idle_ts + self.period_s
                     return frame
                 wait_s = deadline - time.monotonic()

@@ -57,7 +57,9 @@ def _known_kinds(root: Path) -> dict[str, str]:
         return {}  # only a refinement of the per-kind figures; the folders stay the labels
 
 
-def load_dataset(root: Path, good_label: str, meta: ModelMetadata, scale: float | None = None) -> DataSet:
+def load_dataset(
+    root: Path, good_label: str, meta: ModelMetadata, scale: float | None = None, require_defects: bool = True
+) -> DataSet:
     """Decode every image below ``root``'s class folders; unreadable files are skipped and listed.
 
     Images are resized to the model input, or, for tiled training, scaled by ``scale`` whole (sizes may
@@ -71,7 +73,7 @@ def load_dataset(root: Path, good_label: str, meta: ModelMetadata, scale: float 
     skipped: list[str] = []
     per_class: dict[str, int] = {}
     known = _known_kinds(root)
-    for item in list_labelled(root, good_label):
+    for item in list_labelled(root, good_label, require_defects):
         folder = item.class_folder(root)
         top = folder.split("/")[0]
         per_class.setdefault(top, 0)
@@ -85,9 +87,9 @@ def load_dataset(root: Path, good_label: str, meta: ModelMetadata, scale: float 
         kinds.append(f"{folder}/{known[name]}" if name in known and item.is_defect else folder)
         names.append(name)
         per_class[top] += 1
-    _check_classes(root, good_label, per_class, skipped)
+    _check_classes(root, good_label, per_class, skipped, require_defects)
     stacked = np.stack(images) if scale is None else _object_array(images)
-    return DataSet(stacked, np.array(labels, bool), tuple(kinds), tuple(names), tuple(skipped))
+    return DataSet(stacked, np.array(labels, bool).reshape(-1), tuple(kinds), tuple(names), tuple(skipped))
 
 
 def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
@@ -104,11 +106,17 @@ def _object_array(images: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _check_classes(root: Path, good_label: str, per_class: dict[str, int], skipped: list[str]) -> None:
+def _check_classes(
+    root: Path, good_label: str, per_class: dict[str, int], skipped: list[str], require_defects: bool = True
+) -> None:
     unreadable = f" ({len(skipped)} unreadable files skipped, e.g. {skipped[0]})" if skipped else ""
     if per_class.get(good_label, 0) == 0:
         raise DataError(f"{root}/{good_label} has no readable images{unreadable}")
     defects = sum(n for name, n in per_class.items() if name != good_label)
+    if not require_defects:
+        if per_class[good_label] < 4:
+            raise DataError(f"{root}/{good_label}: only {per_class[good_label]} images; good-only training needs 4+")
+        return
     if defects == 0:
         others = [name for name in per_class if name != good_label]
         where = f"the defect folders ({', '.join(others)}) hold" if others else "there is only the good class:"

