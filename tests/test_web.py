@@ -114,6 +114,9 @@ def test_static_files_are_served(client: FlaskClient) -> None:
 
 def test_status_api_reports_the_running_inspector(client: FlaskClient, inspector: Inspector) -> None:
     wait_for(lambda: inspector.status().inspected >= 10)
+    # The feed reads its own bounded queue on its own thread: on a loaded machine it may not have the
+    # first result yet when the counters already do, so wait for the page's view of it too.
+    wait_for(lambda: client.get("/api/status").get_json()["last_part"] is not None)
     body = client.get("/api/status").get_json()
     assert body["state"] == "RUNNING" and body["fault_reason"] is None
     assert body["counters"]["inspected"] >= 10
