@@ -24,7 +24,7 @@ from .encoders.monitor import EncoderLimits, EncoderMonitor, unwrap_delta
 from .errors import ConfigError
 from .events import FailsafeReason
 from .sources.base import Frame
-from .tracking import PartTracker, TrackedPart
+from .tracking import PartTracker, TrackedPart, attach_decision, mark_failed
 
 POLL_S = 0.001
 """How often the actuator re-reads the encoder while parts are in flight (1 ms: 0.5 mm at 500 mm/s)."""
@@ -103,16 +103,10 @@ class EncoderPartTracker:
         return part
 
     def post_decision(self, part_id: int, decision: Decision) -> bool:
-        part = self._parts.get(part_id)
-        if part is None:
-            return False
-        part.decision = decision
-        return True
+        return attach_decision(self._parts, part_id, decision)
 
     def fail(self, part_id: int, reason: FailsafeReason) -> None:
-        part = self._parts.get(part_id)
-        if part is not None and part.failsafe_reason is None:
-            part.failsafe_reason = reason
+        mark_failed(self._parts, part_id, reason)
 
     def next_fire_ts(self) -> float | None:
         """The next time worth looking: when the nearest part could be due at the belt's top speed.

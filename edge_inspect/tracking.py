@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .decision import Decision
@@ -25,6 +25,22 @@ class TrackedPart:
     decision: Decision | None = None
     failsafe_reason: FailsafeReason | None = None
 
+
+
+def attach_decision(parts: Mapping[int, TrackedPart], part_id: int, decision: Decision) -> bool:
+    """Attach a verdict to a part still in flight; False if it already left (it was too late)."""
+    part = parts.get(part_id)
+    if part is None:
+        return False
+    part.decision = decision
+    return True
+
+
+def mark_failed(parts: Mapping[int, TrackedPart], part_id: int, reason: FailsafeReason) -> None:
+    """Give a part in flight its fail-safe reason; the first reason given is the one kept."""
+    part = parts.get(part_id)
+    if part is not None and part.failsafe_reason is None:
+        part.failsafe_reason = reason
 
 @dataclass
 class PartTracker:
@@ -57,16 +73,10 @@ class PartTracker:
 
     def post_decision(self, part_id: int, decision: Decision) -> bool:
         """Attach a verdict; False if the part already left (it was too late)."""
-        part = self._parts.get(part_id)
-        if part is None:
-            return False
-        part.decision = decision
-        return True
+        return attach_decision(self._parts, part_id, decision)
 
     def fail(self, part_id: int, reason: FailsafeReason) -> None:
-        part = self._parts.get(part_id)
-        if part is not None and part.failsafe_reason is None:
-            part.failsafe_reason = reason
+        mark_failed(self._parts, part_id, reason)
 
     def next_fire_ts(self) -> float | None:
         return self._heap[0][0] if self._heap else None
