@@ -636,7 +636,7 @@ class Inspector:
         """An inference running past the latency budget is a stall: FAULT now, not at the next part."""
         started = self._inference_started_ts_s
         if started is not None and now - started > self.config.line.latency_budget_s:
-            self._raise_fault("inference-stall", f"inference stalled for {(now - started) * 1000.0:.0f} ms")
+            self._raise_fault("inference-stall", f"inference stalled for {(now - started) * 1000.0:.1f} ms")
 
     def _beat_heartbeat(self, now: float) -> None:
         period_s = self.config.outputs.ready_heartbeat_period_ms / 1000.0

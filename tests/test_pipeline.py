@@ -289,9 +289,9 @@ def test_stalled_inference_is_noticed_within_the_budget_and_recovers(config: App
     assert wait_for(lambda: inspector.state is RunState.FAULT)
     assert "inference stalled" in (inspector.status().fault_reason or "")
     assert isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
-    # noticed within budget (58 ms) plus the watchdog's period, well before the stall ends
+    # noticed within budget (58 ms) plus the watchdog's period, well before the stall ends (the reason rounds to 0.1 ms)
     stalled_ms = float((inspector.status().fault_reason or "").split("stalled for ")[1].split(" ms")[0])
-    assert 58 < stalled_ms < 58 + 50 + TIMING_TOLERANCE_S * 1000
+    assert 58 <= stalled_ms < 58 + 50 + TIMING_TOLERANCE_S * 1000
     assert wait_for(lambda: any(r.is_rejected for r in collect(subscription)))  # parts meanwhile: fail-safe
     stalling.release.set()
     assert wait_for(lambda: inspector.state is RunState.RUNNING)
