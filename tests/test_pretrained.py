@@ -173,10 +173,11 @@ def test_auto_mode_says_why_and_calibrate_takes_good_images(synth: Path, capsys:
     data = synth / "goods"
     out = synth / "auto.onnx"
     args = ["train", str(data), "--out", str(out), "--input-width-px", "96", "--input-height-px", "64",
-            "--bank-size", "128"]
+            "--bank-size", "128", "--plots", str(synth / "auto-plots")]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "mode: good-only (0 defect images" in printed and "ETA" in printed
+    assert [p.name for p in (synth / "auto-plots").iterdir()] == ["histograms.png"]  # no defects: no ROC
     calibrated = synth / "auto.cal.onnx"
     assert main(["calibrate", str(out), str(synth / "held"), "--max-false-reject-rate", "0.05",
                  "--out", str(calibrated)]) == 0

@@ -213,4 +213,6 @@ def _run_parts_cnn(args: argparse.Namespace) -> int:
     )
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable files: {', '.join(result.skipped)}")
+    if args.plots:
+        _write_plots(args.plots, result.val_scores, result.val_labels, result.threshold, result.history)
     return 0
