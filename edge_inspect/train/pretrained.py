@@ -235,6 +235,7 @@ def train_supervised(options: PatchOptions, progress: Progress = print) -> Patch
     best = (float("inf"), 0, copy.deepcopy(head.state_dict()))
     history: list[dict[str, float]] = []
     epoch = 0
+    epochs_started = time.monotonic()  # the ETA counts epochs only (feature extraction had its own bar)
     for epoch in range(1, options.epochs + 1):
         head.train()
         total = 0.0
@@ -261,7 +262,7 @@ def train_supervised(options: PatchOptions, progress: Progress = print) -> Patch
         improved = val_loss < best[0]
         if improved:
             best = (val_loss, epoch, copy.deepcopy(head.state_dict()))
-        eta = (time.monotonic() - started) / epoch * (options.epochs - epoch)
+        eta = (time.monotonic() - epochs_started) / epoch * (options.epochs - epoch)
         progress(
             f"epoch {epoch:>3}/{options.epochs}  loss {total / len(split.train):.4f}  val loss {val_loss:.4f}  "
             f"val AUROC {val_auroc:.4f}  ETA {eta / 60:.1f} min{'  *' if improved else ''}"
