@@ -81,7 +81,7 @@ def histogram_figure(scores: np.ndarray, labels: np.ndarray, threshold: float, b
     for mask, colour, name in ((~labels, GOOD_COLOUR, "good"), (labels, DEFECT_COLOUR, "defect")):
         if mask.any():
             weights = np.full(int(mask.sum()), 1.0 / mask.sum())
-            axes.hist(scores[mask], bins=edges, weights=weights, color=colour, alpha=0.55,
+            axes.hist(scores[mask], bins=edges.tolist(), weights=weights, color=colour, alpha=0.55,
                       label=f"{name} ({int(mask.sum())})")
     axes.axvline(threshold, color="black", linewidth=1.5, label=f"threshold {threshold:.3f}")
     axes.set_xlim(0, 1)

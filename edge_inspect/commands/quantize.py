@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--all-ops",
         action="store_true",
-        help="patch models: quantize every op (default: only the convolutions, so the memory bank's "
-        "nearest-neighbour distances and the anomaly map stay float)",
+        help="patch models: quantize every op (default: only the convolutions; the pooling, upsampling "
+        "and the anomaly map stay float)",
     )
     parser.set_defaults(func=run)
 
@@ -72,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.model.resolve():
         raise ModelError("--out must differ from MODEL: the float model is kept")
     float_model = OnnxClassifier(args.model, warmup_runs=0)
+    if float_model.metadata.extra.get("training.mode") == "good-only":
+        raise ModelError(
+            f"{args.model} is a good-only (memory bank) model: INT8 features move its nearest-neighbour distances "
+            "past the calibrated threshold (on BSData every part was rejected, AUROC 0.79 -> 0.28); "
+            "keep the float32 model (docs/PERFORMANCE.md)"
+        )
     tensors = calibration_tensors(float_model, args.data, args.max_images)
     patch_model = "training.mode" in float_model.metadata.extra
     op_types = None if args.all_ops or not patch_model else ["Conv"]
