@@ -9,7 +9,7 @@ from ..config.plant import PlantConfig
 from .connect import PlantError, connect_db
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0001"
+HEAD = "0002"
 
 
 def upgrade(config: PlantConfig, revision: str = "head") -> None:
