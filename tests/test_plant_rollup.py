@@ -151,3 +151,20 @@ def test_migration_rolls_up_the_minutes_already_there(plant_config: PlantConfig,
         ("box-1", "line-1", hour_s + HOUR_S, 121, 4, 2, 6),
         ("box-1", "line-1", hour_s + 2 * HOUR_S, 150, 2, 1, 3),
     ]
+
+
+def test_a_box_writes_into_the_previous_schema_and_refuses_an_unknown_one(
+    plant_config: PlantConfig, pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    old = plant_config.model_copy(update={"database_url": pg_cluster.url(pg_cluster.create_database())})
+    upgrade(old, "0001")  # the plant server not upgraded yet: boxes keep syncing
+    with contextlib.closing(PlantSync(old, tmp_path / "box-1")) as sync:
+        count_parts(sync, random.Random(1), 1_780_000_000, 600, 50)
+        assert sync.sync_once(), sync.status.last_error
+        assert pg_rows(old, "SELECT SUM(good + defect + failsafe) FROM minute_counts") == [(50,)]
+    db = PlantDb(lambda: connect_db(old))
+    with contextlib.closing(db):
+        db.query("UPDATE alembic_version SET version_num = '0099'")  # a newer plant server
+    with contextlib.closing(PlantSync(old, tmp_path / "box-1")) as sync:
+        assert not sync.sync_once()
+        assert sync.status.last_error is not None and "update edge-inspect" in sync.status.last_error
