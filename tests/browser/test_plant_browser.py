@@ -64,7 +64,7 @@ def test_plant_view_overview_grid_detail_and_a_label_that_lands_in_postgresql(
     assert page.locator("#appliances tr[data-appliance]").count() == 2
     for box in ("box-1", "box-2"):
         row = page.locator(f"#appliances tr[data-appliance='{box}']")
-        assert row.locator(".state").inner_text().startswith("RUNNING")
+        assert row.locator(".appliance-state").inner_text().startswith("RUNNING")
         assert "8" in row.inner_text()  # parts synced
     for line in ("line-1", "line-2"):
         total = page.locator(f"#yields tr[data-line='{line}'] td").last.inner_text()
@@ -80,7 +80,8 @@ def test_plant_view_overview_grid_detail_and_a_label_that_lands_in_postgresql(
     page.wait_for_url(lambda url: "line=line-2" in url)
     cards = page.locator("#parts li[data-part]")
     assert cards.count() == 8
-    assert all(text.startswith("line-2 · box-2") for text in cards.all_inner_texts())
+    texts = cards.all_inner_texts()
+    assert all(text.strip().startswith("line-2 · box-2") for text in texts), texts
     wait_js(page, f"() => ({LOADED_IMAGES_JS})('#parts img')")  # thumbnails, from the bucket through the view
     shot(page, "plant-grid-line-2.png", full_page=True)
 
