@@ -14,7 +14,7 @@ from edge_inspect.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 BSDATA = ROOT.parent / "shared" / "datasets" / "bsdata"
-MODELS = ("bsdata", "bsdata-patch", "bsdata-good-only")
+MODELS = ("bsdata", "bsdata-patch")
 TOLERANCE = 0.005
 
 pytestmark = [
