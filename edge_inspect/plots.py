@@ -108,6 +108,9 @@ def training_figure(history: Sequence[dict[str, float]]) -> Figure:
     if all("val_loss" in row for row in history):
         axes.plot(epochs, [row["val_loss"] for row in history], marker="o", markersize=3, label="validation loss")
     axes.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("loss (class-weighted cross-entropy)")
     axes.grid(True, alpha=0.3)
     handles, names = axes.get_legend_handles_labels()
