@@ -3,8 +3,10 @@
 - capture: reads frames, turns frames (free run) or trigger edges (triggered) into parts, puts each on
   the part tracker and offers it to the bounded inference queue;
 - inference: classifies each part's regions unless its deadline already passed, posts the decision;
-- actuator: at each part's fire time resolves it (verdict in time, or fail-safe), pulses the reject
-  line, drives READY/ALARM, and publishes the final :class:`PartResult` to the event bus.
+- actuation: talks to the reject scheduler (:mod:`edge_inspect.actuation`, its own process by default),
+  which owns the outputs: it resolves each part at its fire time (verdict in time, or fail-safe), pulses
+  the reject line and drives READY/ALARM; this thread publishes what it reports as the final
+  :class:`PartResult` to the event bus, and watches inference for stalls.
 
 None of them does disk or network I/O, and none waits on a consumer: consumers subscribe to the bus
 and get their own bounded queue (see :mod:`edge_inspect.bus`).
@@ -13,6 +15,7 @@ and get their own bounded queue (see :mod:`edge_inspect.bus`).
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -20,15 +23,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .belt_tracking import make_part_tracker
+from .actuation import ChannelError, SchedulerClient, SchedulerSpec
+from .actuation import channel as wire
+from .actuation.schedule import reason_code, reason_of, verdict_code, verdict_of
 from .bus import EventBus, Subscription
 from .classify import Region
 from .classify.base import Classifier, StagedClassifier
 from .classify.onnx_classifier import PreparedParts
 from .config.models import AppConfig
-from .decision import decide, extend_pulse, is_defect, resolve
+from .decision import decide, is_defect
 from .encoders.base import Encoder
-from .errors import CameraError, OutputError
+from .errors import CameraError, ConfigError, OutputError
 from .events import (
     FailsafeReason,
     PartResult,
@@ -41,7 +46,7 @@ from .events import (
 from .outputs.base import DigitalOutput
 from .sources.base import Frame, FrameSource
 from .stats import PartCounters
-from .tracking import TrackedPart, TriggerMatch, TriggerMatcher
+from .tracking import TrackedPart, TriggerMatch, TriggerMatcher, attach_decision, mark_failed
 from .triggers.base import TriggerInput
 
 log = logging.getLogger(__name__)
@@ -121,12 +126,22 @@ class Inspector:
         self._regions = [
             Region(r.name, r.x_px, r.y_px, r.width_px, r.height_px) for r in config.inspection.regions
         ]
-        self._tracker = make_part_tracker(config, encoder)
+        if config.line.tracking == "encoder" and config.actuation.mode == "thread" and encoder is None:
+            raise ConfigError("line.tracking 'encoder' needs an [encoder] section and an encoder input")
+        self._scheduler = SchedulerClient(
+            SchedulerSpec.from_config(config), config.actuation.mode,
+            {"reject": reject, "ready": ready, "alarm": alarm}, encoder,
+        )
+        # Parts sent to the scheduler and not yet reported back, with what the result needs (frame, verdict).
+        self._in_flight: dict[int, TrackedPart] = {}
+        self._flight_lock = threading.Lock()
+        self._reject_active = False
+        self._scheduler_stopped = False
+        self.scheduler_realtime = ""
         self._matcher = TriggerMatcher(config.trigger.max_frame_offset_ms / 1000.0)
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.inspection.inference_queue_parts)
         self._prepared: queue.Queue[_Prepared | None] = queue.Queue(maxsize=2)
         self._triggers: queue.SimpleQueue[float] = queue.SimpleQueue()
-        self._cond = threading.Condition()
         # State and its reason are one frozen object swapped under a lock: no reader sees one without the other.
         self._phase_lock = threading.Lock()
         self._phase = RunPhase(RunState.STOPPED)
@@ -140,9 +155,6 @@ class Inspector:
         self._accepting = threading.Event()
         self._running = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._pulse_until_ts_s: float | None = None
-        self._next_heartbeat_ts_s = 0.0
-        self._heartbeat_level = False
         self._live: LiveView | None = None
         self._latest_frame: Frame | None = None
         self._consecutive_classifier_errors = 0
@@ -164,17 +176,20 @@ class Inspector:
         self._max_parts = None if max_parts is None else self.parts_started + max_parts
         self._all_done.clear()
         self._set_phase(RunState.STARTING)
-        self._running.set()
-        self._accepting.set()
         if self.encoder is not None:
             self.encoder.start()
+        self._scheduler_stopped = False
+        self._reject_active = False
+        self._scheduler.start()
+        self._running.set()
+        self._accepting.set()
         if self.trigger is not None and self.config.trigger.mode == "triggered":
             self.trigger.start(self._on_trigger_edge)
         self._threads = [
             threading.Thread(target=self._capture_loop, name="ei-capture", daemon=True),
             threading.Thread(target=self._prepare_loop, name="ei-prepare", daemon=True),
             threading.Thread(target=self._inference_loop, name="ei-inference", daemon=True),
-            threading.Thread(target=self._actuator_loop, name="ei-actuator", daemon=True),
+            threading.Thread(target=self._actuation_loop, name="ei-actuation", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -188,21 +203,23 @@ class Inspector:
         timeout = drain_timeout_s if drain_timeout_s is not None else self.config.line.travel_delay_s + 2.0
         self._all_done.wait(timeout)
         self._running.clear()
-        with self._cond:
-            self._cond.notify_all()
         try:
             self._jobs.put_nowait(None)
         except queue.Full:
             pass
-        for thread in self._threads:
+        *workers, actuation = self._threads
+        for thread in workers:
             thread.join(timeout=5.0)
+        # Parts that could not drain in time get the fail-safe verdict, never a silent pass: the scheduler
+        # reports them 'stopped' (not fired), goes safe and ends; the actuation thread ends with it.
+        try:
+            self._scheduler.send(wire.Message(wire.STOP))
+        except ChannelError:
+            pass
+        actuation.join(timeout=5.0)
         self._threads = []
-        # Parts that could not drain in time get the fail-safe verdict, never a silent pass.
-        now = float("inf")
-        with self._cond:
-            leftovers = list(self._tracker.pop_due(now))
-        for part in leftovers:
-            self._finish(part, self._clock(), forced_reason=FailsafeReason.STOPPED, fire=False)
+        self._scheduler.join()
+        self._finish_left_behind(FailsafeReason.STOPPED)
         self._safe_outputs()
         with self._phase_lock:
             if self._phase.state is not RunState.FAULT:
@@ -216,7 +233,7 @@ class Inspector:
         if self.encoder is not None:
             self.encoder.close()
         for device in (self.reject, self.ready, self.alarm):
-            if device is not None:
+            if device is not None and not self._scheduler.is_process:  # a process's lines close with it
                 try:
                     device.close()
                 except OutputError as error:
@@ -344,8 +361,8 @@ class Inspector:
         with self._phase_lock:  # outputs first, then the state: whoever sees FAULT sees ALARM on
             self._fault_sources[key] = reason
             was_fault = self._phase.state is RunState.FAULT
-            self._write_quietly(self.alarm, True)
-            self._write_quietly(self.ready, False)
+            self._command(wire.LINES.index("alarm"), True)
+            self._command(wire.LINES.index("ready"), False)
             self._phase = RunPhase(RunState.FAULT, "; ".join(self._fault_sources.values()))
         if not was_fault:
             log.error("FAULT: %s", reason)
@@ -356,14 +373,14 @@ class Inspector:
             log.warning("ALARM: %s", reason)
         self._notify("alarm", key, reason)
         self._alarms[key] = reason
-        self._write_quietly(self.alarm, True)
+        self._command(wire.LINES.index("alarm"), True)
 
     def clear_alarm(self, key: str) -> None:
         if self._alarms.pop(key, None) is None:
             return
         self._notify("alarm", key, None)
         if not self._alarms and self._phase.state is not RunState.FAULT:
-            self._write_quietly(self.alarm, False)
+            self._command(wire.LINES.index("alarm"), False)
 
     def _clear_fault(self, key: str) -> None:
         if key not in self._fault_sources:  # the common case, every frame: no lock
@@ -375,23 +392,23 @@ class Inspector:
             reason = "; ".join(self._fault_sources.values()) or None
             is_running = not self._fault_sources and self._running.is_set()
             if is_running:
-                self._write_quietly(self.alarm, bool(self._alarms))
-                self._write_quietly(self.ready, True)
+                self._command(wire.LINES.index("alarm"), bool(self._alarms))
+                self._command(wire.LINES.index("ready"), True)
             self._phase = RunPhase(RunState.RUNNING if is_running else self._phase.state, reason)
         self._notify("fault", key, None)
         log.warning("recovered: %s", key)
 
-    def _write_quietly(self, output: DigitalOutput | None, active: bool) -> None:
-        if output is None:
-            return
+    def _command(self, line: int, active: bool) -> None:
+        """READY or ALARM as this process wants it; the scheduler drives the line (and the heartbeat)."""
         try:
-            output.set(active)
+            self._scheduler.command_line(line, active)
         except OutputError as error:
-            self._problems.warning(f"write-{output.name}", f"{output.name} output: {error}")
+            name = wire.LINES[line]
+            self._problems.warning(f"write-{name}", f"{name} output: {error}")
 
     def _safe_outputs(self) -> None:
-        for output in (self.reject, self.ready):
-            self._write_quietly(output, False)
+        for line in (wire.LINES.index("reject"), wire.LINES.index("ready")):
+            self._command(line, False)
 
     # ------------------------------------------------------------------ capture thread
 
@@ -405,7 +422,7 @@ class Inspector:
         with self._phase_lock:
             if not self._fault_sources:
                 self._phase = RunPhase(RunState.RUNNING)
-        self._write_quietly(self.ready, True)
+        self._command(wire.LINES.index("ready"), True)
         while self._running.is_set():
             self._loop_beats["capture"] = self._clock()
             if not is_open:
@@ -487,17 +504,20 @@ class Inspector:
         self._next_part_id += 1
         self.parts_started += 1
         wall = time.time() - (self._clock() - capture_ts_s)
-        with self._cond:
-            part = self._tracker.add(part_id, capture_ts_s, wall, frame)
-            if reason is not None:
-                self._tracker.fail(part_id, reason)
-            self._cond.notify()
+        line = self.config.line
+        # Time tracking: due at capture + travel delay. Encoder tracking: the scheduler looks up the belt
+        # position at the capture time itself, where it reads the encoder (nan: no fire time from here).
+        fire_ts_s = capture_ts_s + line.travel_delay_s if line.tracking == "time" else float("nan")
+        part = TrackedPart(part_id, capture_ts_s, wall, fire_ts_s, capture_ts_s + line.latency_budget_s, frame,
+                           failsafe_reason=reason)
+        with self._flight_lock:
+            self._in_flight[part_id] = part
+        self._send(wire.Message(wire.PART, reason_code(reason), part_id, capture_ts_s, fire_ts_s, part.deadline_ts_s))
         if reason is None and frame is not None:
             try:
                 self._jobs.put_nowait(_Job(part_id, frame, part.deadline_ts_s))
             except queue.Full:
-                with self._cond:
-                    self._tracker.fail(part_id, FailsafeReason.QUEUE_FULL)
+                self._fail(part_id, FailsafeReason.QUEUE_FULL)
         if self._max_parts is not None and self.parts_started >= self._max_parts:
             self._accepting.clear()
 
@@ -578,8 +598,9 @@ class Inspector:
             )
             decision = decide(regions, self._clock())
             self._live = LiveView(job.frame, regions, decision.verdict)
-            with self._cond:
-                self._tracker.post_decision(job.part_id, decision)
+            with self._flight_lock:
+                attach_decision(self._in_flight, job.part_id, decision)
+            self._send(wire.Message(wire.VERDICT, verdict_code(decision.verdict), job.part_id, decision.decided_ts_s))
 
     def _classification_failed(self, job: _Job, error: Exception) -> None:
         self.counters.count_classifier_error()
@@ -587,50 +608,101 @@ class Inspector:
         self._problems.warning("classify", f"classifier failed on part {job.part_id}: {error!r}")
         if self._consecutive_classifier_errors >= self.FAULT_AFTER_CLASSIFIER_ERRORS:
             self._raise_fault("classifier", f"classifier: {error}")
-        with self._cond:
-            self._tracker.fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)
+        self._fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)
 
-    # ------------------------------------------------------------------ actuator thread
+    def _fail(self, part_id: int, reason: FailsafeReason) -> None:
+        with self._flight_lock:
+            mark_failed(self._in_flight, part_id, reason)
+        self._send(wire.Message(wire.FAIL, reason_code(reason), part_id))
 
-    def _actuator_loop(self) -> None:
-        pulse_s = self.config.line.pulse_width_ms / 1000.0
-        while self._running.is_set():
+    def _send(self, message: wire.Message) -> None:
+        try:
+            self._scheduler.send(message)
+        except ChannelError as error:
+            self._scheduler_lost(str(error))
+
+    # ------------------------------------------------------------------ actuation thread
+
+    KEEPALIVE_S = 0.05
+
+    def _actuation_loop(self) -> None:
+        """Publish what the scheduler did; keep it told we are alive; watch inference for stalls."""
+        next_keepalive = 0.0
+        while True:
             self._loop_beats["actuator"] = self._clock()
-            with self._cond:
-                now = self._clock()
-                due = list(self._tracker.pop_due(now))
-                if not due:
-                    wait_s = self._next_wake_s(now)
-                    if wait_s > 0:
-                        self._cond.wait(wait_s)
-                    now = self._clock()
-                    due = list(self._tracker.pop_due(now))
-                tracker_fault = self._tracker.fault_reason
-            if tracker_fault is not None:
-                self._raise_fault("encoder", tracker_fault)
+            for message in self._scheduler.receive(0.01):
+                self._on_scheduler(message)
+            if self._scheduler_stopped:
+                break
+            if self._scheduler.is_gone:
+                if self._running.is_set():
+                    self._scheduler_lost(self._scheduler.exit_detail())
+                break
+            now = self._clock()
+            if now >= next_keepalive and self._running.is_set():
+                next_keepalive = now + self.KEEPALIVE_S
+                self._send(wire.Message(wire.KEEPALIVE, a=now))
+            self._watch_inference(now)
+            self._check_done()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if not self._accepting.is_set() and self._running.is_set():
+            with self._flight_lock:
+                idle = not self._in_flight
+            if idle and not self._reject_active:
+                self._all_done.set()
+
+    def _on_scheduler(self, message: wire.Message) -> None:
+        kind = message.kind
+        if kind == wire.RESOLVED:
+            self._finish(message)
+        elif kind == wire.EDGE:
+            self._scheduler.on_edge(message)
+            if message.code == 0:
+                self._reject_active = message.b > 0.5
+        elif kind == wire.TRACKING_FAULT:
+            if message.text:
+                self._raise_fault("encoder", message.text)
             else:
                 self._clear_fault("encoder")
-            for part in due:
-                self._finish(part, now, pulse_s=pulse_s)
-            self._release_pulse(self._clock())
-            self._beat_heartbeat(self._clock())
-            self._watch_inference(self._clock())
-            if self._accepting.is_set() is False and self._running.is_set():
-                with self._cond:
-                    idle = len(self._tracker) == 0
-                if idle and self._pulse_until_ts_s is None:
-                    self._all_done.set()
+        elif kind == wire.OUTPUT_ERROR:
+            if message.text.startswith("scheduler start:"):
+                self._raise_fault("actuation", f"reject scheduler: {message.text}")
+                self._accepting.clear()
+            elif message.code == 0:
+                # The diverter cannot act: nothing downstream is safe any more. Stop taking parts.
+                self._raise_fault("reject-output", f"reject output: {message.text}")
+                self._accepting.clear()
+            else:
+                name = wire.LINES[message.code]
+                self._problems.warning(f"write-{name}", f"{name} output: {message.text}")
+        elif kind == wire.HELLO:
+            self.scheduler_realtime = message.text
+            log.info("reject scheduler (%s): %s", self._scheduler.mode, message.text)
+        elif kind == wire.STOPPED:
+            self._scheduler_stopped = True
 
-    def _next_wake_s(self, now: float) -> float:
-        candidates = [0.05]
-        fire = self._tracker.next_fire_ts()
-        if fire is not None:
-            candidates.append(fire - now)
-        if self._pulse_until_ts_s is not None:
-            candidates.append(self._pulse_until_ts_s - now)
-        if self.config.outputs.ready_heartbeat_period_ms > 0:
-            candidates.append(self._next_heartbeat_ts_s - now)
-        return max(min(candidates), 0.0)
+    def _scheduler_lost(self, detail: str) -> None:
+        """The scheduler died or stopped reading: FAULT, take no more parts, outputs safe (READY off)."""
+        if "actuation" in self._fault_sources:
+            return
+        self._accepting.clear()
+        self._raise_fault("actuation", f"reject scheduler stopped ({detail}): parts can no longer be rejected")
+        self._command(wire.LINES.index("reject"), False)
+        self._finish_left_behind(FailsafeReason.STOPPED)
+
+    def _finish_left_behind(self, reason: FailsafeReason) -> None:
+        """Parts the scheduler never reported: fail-safe, counted as not actuated (no pulse was seen)."""
+        with self._flight_lock:
+            parts = sorted(self._in_flight)
+        for part_id in parts:
+            self._finish(wire.Message(
+                wire.RESOLVED, verdict_code(Verdict.FAILSAFE), part_id, float("nan"), float("nan"), self._clock(),
+                reason=reason_code(reason),
+            ))
+        if parts:
+            self._all_done.set()
 
     def _watch_inference(self, now: float) -> None:
         """An inference running past the latency budget is a stall: FAULT now, not at the next part."""
@@ -638,49 +710,20 @@ class Inspector:
         if started is not None and now - started > self.config.line.latency_budget_s:
             self._raise_fault("inference-stall", f"inference stalled for {(now - started) * 1000.0:.1f} ms")
 
-    def _beat_heartbeat(self, now: float) -> None:
-        period_s = self.config.outputs.ready_heartbeat_period_ms / 1000.0
-        if period_s <= 0 or self.ready is None or self._phase.state is not RunState.RUNNING:
+    def _finish(self, report: wire.Message) -> None:
+        """Publish the part as the scheduler resolved it (``report`` is its RESOLVED message)."""
+        with self._flight_lock:
+            part = self._in_flight.pop(report.part_id, None)
+        if part is None:
             return
-        if now >= self._next_heartbeat_ts_s:
-            self._heartbeat_level = not self._heartbeat_level
-            self._write_quietly(self.ready, self._heartbeat_level)
-            self._next_heartbeat_ts_s = now + period_s / 2.0
-
-    def _release_pulse(self, now: float) -> None:
-        if self._pulse_until_ts_s is not None and now >= self._pulse_until_ts_s:
-            self._pulse_until_ts_s = None
-            self._set_reject(False)
-
-    def _set_reject(self, active: bool) -> bool:
-        try:
-            self.reject.set(active)
-        except OutputError as error:
-            # The diverter cannot act: nothing downstream is safe any more. Stop taking parts.
-            self._raise_fault("reject-output", f"reject output: {error}")
-            self._accepting.clear()
-            return False
-        return True
-
-    def _finish(
-        self,
-        part: TrackedPart,
-        now: float,
-        pulse_s: float = 0.0,
-        forced_reason: FailsafeReason | None = None,
-        fire: bool = True,
-    ) -> None:
-        failsafe_rejects = self.config.line.failsafe_action == "reject"
-        outcome = resolve(part.decision, forced_reason or part.failsafe_reason, part.deadline_ts_s, failsafe_rejects)
-        fired_ts: float | None = None
-        if outcome.is_rejected and fire:
-            if self._pulse_until_ts_s is None:
-                if self._set_reject(True):
-                    fired_ts = self._clock()
-            else:
-                fired_ts = now  # merged into the pulse already asserted
-            if fired_ts is not None:
-                self._pulse_until_ts_s = extend_pulse(self._pulse_until_ts_s, fired_ts, pulse_s)
+        verdict = verdict_of(report.code)
+        failsafe_reason = reason_of(report.reason)
+        is_rejected = verdict is Verdict.DEFECT or (
+            verdict is Verdict.FAILSAFE and self.config.line.failsafe_action == "reject"
+        )
+        fired_ts = wire.none_if_nan(report.a)
+        scheduled_ts = report.b if not math.isnan(report.b) else part.fire_ts_s
+        now = report.c
         latency_ms = None
         if part.decision is not None:
             latency_ms = (part.decision.decided_ts_s - part.capture_ts_s) * 1000.0
@@ -691,22 +734,21 @@ class Inspector:
             frame_sequence=part.frame.sequence if part.frame is not None else None,
             capture_ts_s=part.capture_ts_s,
             capture_wall_time_s=part.capture_wall_time_s,
-            verdict=outcome.verdict,
-            failsafe_reason=outcome.failsafe_reason,
-            is_rejected=outcome.is_rejected,
+            verdict=verdict,
+            failsafe_reason=failsafe_reason,
+            is_rejected=is_rejected,
             regions=part.decision.regions if part.decision is not None else (),
             threshold=self._threshold,
             model_name=meta.model_name,
             model_version=meta.model_version,
             latency_ms=latency_ms,
-            scheduled_fire_ts_s=part.fire_ts_s,
+            scheduled_fire_ts_s=scheduled_ts,
             fired_ts_s=fired_ts,
             image=part.frame.image if part.frame is not None else None,
         )
         # A reject verdict with no pulse (drained at stop, or the write failed) reached the customer unchecked.
         self.counters.record(
-            now, outcome.verdict, outcome.failsafe_reason, outcome.is_rejected, latency_ms,
-            is_actuated=fired_ts is not None,
+            now, verdict, failsafe_reason, is_rejected, latency_ms, is_actuated=fired_ts is not None,
         )
         self.parts_finished += 1
         self.bus.publish(result)
