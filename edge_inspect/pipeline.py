@@ -288,6 +288,10 @@ class Inspector:
     def live_view(self) -> LiveView | None:
         return self._live
 
+    def scheduler_rss_mb(self) -> float | None:
+        """Resident memory of the reject scheduler process (None in thread mode or when it is not running)."""
+        return self._scheduler.rss_mb()
+
     def loop_heartbeats(self) -> dict[str, float]:
         """When each inspection thread last went round its loop (``clock`` time); empty before start.
 

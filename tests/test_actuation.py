@@ -85,7 +85,9 @@ def _spec(**changes: object) -> SchedulerSpec:
     return SchedulerSpec(**values)  # type: ignore[arg-type]
 
 
-def _read_until(client: SchedulerClient, done: Callable[[list[Message]], bool], timeout_s: float = 10.0) -> list[Message]:
+def _read_until(
+    client: SchedulerClient, done: Callable[[list[Message]], bool], timeout_s: float = 10.0
+) -> list[Message]:
     messages: list[Message] = []
     deadline = time.monotonic() + timeout_s
     while not done(messages):
@@ -97,7 +99,8 @@ def _read_until(client: SchedulerClient, done: Callable[[list[Message]], bool], 
 @pytest.mark.parametrize("sender_ends", [False, True], ids=["sender-silent", "sender-gone"])
 def test_parts_whose_verdict_never_comes_are_rejected_by_the_scheduler(sender_ends: bool) -> None:
     """What a SIGSTOPped or killed inspection process leaves: parts announced, no verdicts, maybe no channel."""
-    client = SchedulerClient(_spec(), "process", {"reject": SimulatedOutput(name="reject"), "ready": None, "alarm": None})
+    lines = {"reject": SimulatedOutput(name="reject"), "ready": None, "alarm": None}
+    client = SchedulerClient(_spec(), "process", lines)  # type: ignore[arg-type]
     client.start()
     try:
         now = time.monotonic()
@@ -145,7 +148,8 @@ def test_a_dead_scheduler_process_is_a_fault_and_outputs_go_safe(config: AppConf
         wait_for(lambda: inspector.state is RunState.FAULT, what="FAULT")
         reason = inspector.status().fault_reason or ""
         assert "reject scheduler stopped" in reason and "signal 9" in reason
-        assert not inspector.ready.is_active and isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
+        assert not inspector.ready.is_active
+        assert isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
         started = inspector.parts_started
         time.sleep(0.3)
         assert inspector.parts_started == started  # no more parts taken: none could be rejected
@@ -153,3 +157,17 @@ def test_a_dead_scheduler_process_is_a_fault_and_outputs_go_safe(config: AppConf
         inspector.stop()
     results = collect(subscription)
     assert inspector.parts_started == inspector.parts_finished == len(results)
+
+
+def test_the_pause_test_every_part_in_flight_is_rejected_while_inspection_is_frozen(
+    model_path: Path, replay_folder: Path
+) -> None:
+    """A real child inspection process, SIGSTOPped for 200 ms: its scheduler rejects every part in flight."""
+    from edge_inspect.pause_test import run_pause_test
+
+    config = make_config(model_path, replay_folder, line={"travel_delay_ms": 150.0, "pulse_width_ms": 2.0})
+    figures = run_pause_test(config, rate_fps=60.0, pause_s=0.2, warmup_s=0.5)
+    assert figures["parts_in_flight"] > 0 and figures["due_during_pause"] > 0
+    assert figures["rejected"] == figures["parts_in_flight"]  # every one fired, none passed unchecked
+    assert figures["by_verdict"] + figures["by_failsafe"] == figures["parts_in_flight"]
+    # (parts whose verdict was frozen in the stopped process: see the verdict-never-comes test above)

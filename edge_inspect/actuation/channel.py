@@ -156,7 +156,8 @@ class Endpoint:
             except BlockingIOError:
                 raise ChannelError("the reject scheduler is not reading its channel") from None
             except OSError as error:
-                raise ChannelError(f"the reject scheduler's channel is closed ({os.strerror(error.errno or 0)})") from None
+                reason = os.strerror(error.errno or 0)
+                raise ChannelError(f"the reject scheduler's channel is closed ({reason})") from None
             if written != len(data):  # cannot happen below PIPE_BUF; say so rather than corrupt the stream
                 raise ChannelError("short write on the reject scheduler's channel")
 
