@@ -114,6 +114,7 @@ class Endpoint:
         self._decoder = Decoder()
         self._outbox: deque[bytes] = deque()
         self._send_lock = threading.Lock()
+        self._outbox_lock = threading.Lock()
         self.is_peer_gone = False  # the other end closed its write side (EOF on ours)
         self.is_write_closed = False  # the other end closed its read side (EPIPE on ours)
         self.dropped = 0
@@ -162,16 +163,25 @@ class Endpoint:
                 raise ChannelError("short write on the reject scheduler's channel")
 
     def post(self, message: Message) -> None:
-        """Queue for sending without ever blocking (the scheduler side); ``flush`` sends what the pipe takes."""
-        if len(self._outbox) >= MAX_OUTBOX:
-            self.dropped += 1
-            if message.kind == EDGE:
-                return
-            self._outbox.popleft()
-        self._outbox.append(encode(message))
-        self.flush()
+        """Queue for sending without ever blocking (the scheduler side); ``flush`` sends what the pipe takes.
+
+        Thread-safe: in thread mode the inspection thread's READY/ALARM writes report their edges here too.
+        """
+        data = encode(message)
+        with self._outbox_lock:
+            if len(self._outbox) >= MAX_OUTBOX:
+                self.dropped += 1
+                if message.kind == EDGE:
+                    return
+                self._outbox.popleft()
+            self._outbox.append(data)
+            self._flush_locked()
 
     def flush(self) -> None:
+        with self._outbox_lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         while self._outbox and not self.is_write_closed:
             data = self._outbox[0]
             try:
