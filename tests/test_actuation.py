@@ -18,7 +18,7 @@ from edge_inspect.actuation.channel import Decoder, Message, encode
 from edge_inspect.actuation.schedule import reason_of, verdict_code, verdict_of
 from edge_inspect.config import AppConfig
 from edge_inspect.errors import ConfigError
-from edge_inspect.events import FailsafeReason, RunState, Verdict
+from edge_inspect.events import FailsafeReason, PartResult, RunState, Verdict
 from edge_inspect.outputs import SimulatedOutput
 from edge_inspect.report import collect
 
@@ -171,3 +171,34 @@ def test_the_pause_test_every_part_in_flight_is_rejected_while_inspection_is_fro
     assert figures["rejected"] == figures["parts_in_flight"]  # every one fired, none passed unchecked
     assert figures["by_verdict"] + figures["by_failsafe"] == figures["parts_in_flight"]
     # (parts whose verdict was frozen in the stopped process: see the verdict-never-comes test above)
+
+
+def test_encoder_tracking_in_the_scheduler_process_keeps_its_fault_handling(
+    model_path: Path, replay_folder: Path
+) -> None:
+    """The scheduler process opens the encoder (gpiozero mock pins there: no pulse ever comes): the stall
+    fault reaches the inspection side as FAULT, and every part fires fail-safe at the nominal time."""
+    config = make_config(
+        model_path, replay_folder,
+        line={"travel_delay_ms": None, "camera_to_diverter_mm": 100.0, "belt_speed_mm_s": 500.0,
+              "tracking": "encoder"},
+        encoder={"type": "gpiozero", "pin_a": 5, "pin_factory": "mock", "pulses_per_mm": 1.0},
+    )
+    inspector = build_inspector(config)
+    subscription = inspector.subscribe("test", max_items=1000)
+    seen: list[PartResult] = []
+
+    def has_failsafe_part() -> bool:
+        seen.extend(collect(subscription))
+        return any(r.failsafe_reason is FailsafeReason.ENCODER_FAULT for r in seen)
+
+    inspector.start()
+    try:
+        wait_for(lambda: inspector.state is RunState.FAULT, what="the encoder FAULT")
+        assert "encoder" in str(inspector._fault_sources)
+        wait_for(has_failsafe_part, what="fail-safe parts")
+    finally:
+        inspector.stop()
+    results = seen + collect(subscription)
+    failsafe = [r for r in results if r.failsafe_reason is FailsafeReason.ENCODER_FAULT]
+    assert failsafe and all(r.is_rejected and r.fired_ts_s is not None for r in failsafe)

@@ -134,8 +134,9 @@ class SchedulerClient:
     def exit_detail(self) -> str:
         if self.process is None:
             return "thread ended"
-        code = self.process.poll()
-        if code is None:
+        try:
+            code = self.process.wait(0.5)  # its channel broke: it is exiting, or already gone
+        except subprocess.TimeoutExpired:
             return f"pid {self.process.pid} closed its channel"
         return f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
 

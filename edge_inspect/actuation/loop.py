@@ -9,6 +9,7 @@ and output edge back. The same code runs in the scheduler process (the default) 
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 IDLE_WAKE_S = 0.05
 """Longest wait on the channel: keep-alive and encoder checks come round at least this often."""
+GC_QUIET_S = 0.02
+"""The scheduler process collects garbage itself, only when nothing is due for this long."""
+GC_EVERY_S = 1.0
 
 
 class OutputBank:
@@ -87,6 +91,8 @@ class SchedulerLoop:
         self._last_heard_ts_s = clock()
         self._tracker_fault: str | None = None
         self._stopping = False
+        self.collects_garbage = False  # the scheduler process disables automatic GC and calls it between fires
+        self._last_gc_ts_s = clock()
 
     # ------------------------------------------------------------------ messages
 
@@ -149,12 +155,21 @@ class SchedulerLoop:
     def run(self) -> None:
         self.endpoint.post(Message(channel.HELLO, a=float(os.getpid()), text=self.hello))
         while not self._stopping:
-            self._wait_until(self._next_wake_ts(self._clock()))
+            wake_ts_s = self._next_wake_ts(self._clock())
+            self._collect_garbage_if_quiet(wake_ts_s)
+            self._wait_until(wake_ts_s)
             self.step(self._clock())
             self.endpoint.flush()
             if self.endpoint.is_peer_gone and len(self.tracker) == 0 and self._pulse_until_ts_s is None:
                 break  # the inspection side is gone and every part it sent has been resolved
         self.shutdown()
+
+    def _collect_garbage_if_quiet(self, wake_ts_s: float) -> None:
+        """A collection never lands on a fire: only when the next due moment is GC_QUIET_S away."""
+        now = self._clock()
+        if self.collects_garbage and wake_ts_s - now > GC_QUIET_S and now - self._last_gc_ts_s > GC_EVERY_S:
+            gc.collect()
+            self._last_gc_ts_s = self._clock()
 
     def step(self, now: float) -> None:
         for part in list(self.tracker.pop_due(now)):

@@ -8,6 +8,7 @@ real-time scheduling and mlockall can hold, and no GIL shared with capture, infe
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -108,8 +109,13 @@ def child_main(argv: list[str] | None = None) -> int:
         on_edge=lambda line, active, ts: endpoint.post(Message(channel.EDGE, line, a=ts, b=float(active))),
         on_error=lambda line, text: endpoint.post(Message(channel.OUTPUT_ERROR, line, text=text)),
     )
+    loop = SchedulerLoop(endpoint, spec, tracker, bank, hello=status.describe())
+    # Automatic collection could start at any allocation, a fire included; the loop collects when quiet.
+    gc.freeze()
+    gc.disable()
+    loop.collects_garbage = True
     try:
-        SchedulerLoop(endpoint, spec, tracker, bank, hello=status.describe()).run()
+        loop.run()
     finally:
         for device in lines.values():
             if device is not None:

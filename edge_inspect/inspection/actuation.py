@@ -43,7 +43,8 @@ class ActuationMixin(InspectorState):
         try:
             self._scheduler.send(message)
         except ChannelError as error:
-            self._scheduler_lost(str(error))
+            if "actuation" not in self._fault_sources:  # once is enough: no wait on every later send
+                self._scheduler_lost(f"{self._scheduler.exit_detail()}; {error}")
 
     def _actuation_loop(self) -> None:
         """Publish what the scheduler did; keep it told we are alive; watch inference for stalls."""
