@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 
 from .actuation import ChannelError, SchedulerClient, SchedulerSpec
@@ -129,6 +130,8 @@ class Inspector(
         self._problems = RateLimitedLog()
         self.parts_started = 0
         self.parts_finished = 0
+        self.parts_announced_late = 0
+        self.late_part_ids: deque[int] = deque(maxlen=100_000)  # recent ones, for the bench
         self._all_done = threading.Event()
         self._loop_beats: dict[str, float] = {}
         self._inference_started_ts_s: float | None = None

@@ -125,6 +125,11 @@ class CaptureMixin(InspectorState):
         with self._flight_lock:
             self._in_flight[part_id] = part
         self._send(wire.Message(wire.PART, reason_code(reason), part_id, capture_ts_s, fire_ts_s, part.deadline_ts_s))
+        if self._clock() > fire_ts_s:  # nan (encoder tracking) compares False
+            # Captured in time but read this late (a starved capture thread): the scheduler learns of the part
+            # after its due moment and can only fire at once. Counted, so the bench can tell the two apart.
+            self.parts_announced_late += 1
+            self.late_part_ids.append(part_id)
         if reason is None and frame is not None:
             try:
                 self._jobs.put_nowait(Job(part_id, frame, part.deadline_ts_s))

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -86,6 +87,8 @@ class InspectorState:
     scheduler_realtime: str
     parts_started: int
     parts_finished: int
+    parts_announced_late: int
+    late_part_ids: deque[int]
     _classifier: Classifier
     _clock: Clock
     _threshold: float
