@@ -1,15 +1,16 @@
-"""The inspection loop: capture -> classify -> decide -> timed reject, in three threads.
+"""The inspection loop: capture -> classify -> decide -> timed reject, in four threads.
 
-- capture: reads frames, turns frames (free run) or trigger edges (triggered) into parts, puts each on
-  the part tracker and offers it to the bounded inference queue;
-- inference: classifies each part's regions unless its deadline already passed, posts the decision;
+- capture: reads frames, turns frames (free run) or trigger edges (triggered) into parts, sends each to
+  the reject scheduler and offers it to the bounded inference queue;
+- prepare and inference: classify each part's regions unless its deadline already passed, send the verdict;
 - actuation: talks to the reject scheduler (:mod:`edge_inspect.actuation`, its own process by default),
   which owns the outputs: it resolves each part at its fire time (verdict in time, or fail-safe), pulses
   the reject line and drives READY/ALARM; this thread publishes what it reports as the final
   :class:`PartResult` to the event bus, and watches inference for stalls.
 
 None of them does disk or network I/O, and none waits on a consumer: consumers subscribe to the bus
-and get their own bounded queue (see :mod:`edge_inspect.bus`).
+and get their own bounded queue (see :mod:`edge_inspect.bus`). Each concern's code is in its own
+module of :mod:`edge_inspect.inspection`; this module builds the shared state and runs the threads.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ class Inspector(
         if self.encoder is not None:
             self.encoder.close()
         for device in (self.reject, self.ready, self.alarm):
-            if device is not None and not self._scheduler.is_process:  # a process's lines close with it
+            if device is not None:  # in process mode a mirror; the scheduler closed the real line at stop
                 try:
                     device.close()
                 except OutputError as error:
