@@ -151,7 +151,11 @@ class Inspector(
             self.encoder.start()
         self._scheduler_stopped = False
         self._reject_active = False
-        self._scheduler.start()
+        try:
+            self._scheduler.start()  # in process mode: up, its lines open, or OutputError saying why not
+        except OutputError:
+            self._set_phase(RunState.STOPPED)
+            raise
         self._running.set()
         self._accepting.set()
         if self.trigger is not None and self.config.trigger.mode == "triggered":

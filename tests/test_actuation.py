@@ -17,7 +17,7 @@ from edge_inspect.actuation import channel as wire
 from edge_inspect.actuation.channel import Decoder, Message, encode
 from edge_inspect.actuation.schedule import reason_of, verdict_code, verdict_of
 from edge_inspect.config import AppConfig
-from edge_inspect.errors import ConfigError
+from edge_inspect.errors import ConfigError, OutputError
 from edge_inspect.events import FailsafeReason, PartResult, RunState, Verdict
 from edge_inspect.outputs import SimulatedOutput
 from edge_inspect.report import collect
@@ -202,3 +202,14 @@ def test_encoder_tracking_in_the_scheduler_process_keeps_its_fault_handling(
     results = seen + collect(subscription)
     failsafe = [r for r in results if r.failsafe_reason is FailsafeReason.ENCODER_FAULT]
     assert failsafe and all(r.is_rejected and r.fired_ts_s is not None for r in failsafe)
+
+
+def test_a_scheduler_that_cannot_open_its_lines_fails_the_start_with_the_reason(
+    model_path: Path, replay_folder: Path
+) -> None:
+    config = make_config(model_path, replay_folder, outputs={"reject": {"type": "jetson", "pin": 7}})
+    inspector = build_inspector(config)  # a mirror here; the scheduler process opens the Jetson pin
+    with pytest.raises(OutputError, match=r"reject scheduler: .*Jetson"):
+        inspector.start()
+    assert inspector.state is RunState.STOPPED
+    inspector.close()

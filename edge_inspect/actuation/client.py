@@ -14,10 +14,11 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 
 from ..encoders.base import Encoder
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 from ..outputs.base import DigitalOutput
 from ..outputs.simulated import SimulatedOutput
 from . import channel
@@ -29,6 +30,8 @@ from .schedule import SchedulerSpec, make_tracker
 log = logging.getLogger(__name__)
 
 MODES = ("process", "thread")
+START_TIMEOUT_S = 15.0
+"""How long the scheduler process may take to open its lines and say HELLO (a loaded Pi imports slowly)."""
 
 
 class SchedulerClient:
@@ -58,6 +61,7 @@ class SchedulerClient:
         self._thread: threading.Thread | None = None
         self._bank: OutputBank | None = None
         self.realtime = ""
+        self._pending: list[Message] = []
         self.is_stopped_cleanly = False
 
     @property
@@ -68,6 +72,7 @@ class SchedulerClient:
         self.is_stopped_cleanly = False
         if self.is_process:
             self.process, self.endpoint = spawn(self.spec)
+            self._await_hello()
             return
         to_loop_r, to_loop_w = os.pipe()
         to_us_r, to_us_w = os.pipe()
@@ -90,6 +95,26 @@ class SchedulerClient:
 
         self._thread = threading.Thread(target=run, name="ei-scheduler", daemon=True)
         self._thread.start()
+
+    def _await_hello(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Fail fast: the scheduler either says HELLO or why it could not open its lines."""
+        deadline = time.monotonic() + timeout_s
+        assert self.endpoint is not None
+        while time.monotonic() < deadline:
+            messages = self.endpoint.receive(0.05)
+            for index, message in enumerate(messages):
+                if message.kind == channel.HELLO:
+                    self._pending = messages[index:]
+                    return
+                if message.kind == channel.OUTPUT_ERROR:
+                    self.join()
+                    raise OutputError(f"reject scheduler: {message.text.removeprefix('scheduler start: ')}")
+            if self.endpoint.is_peer_gone:
+                detail = self.exit_detail()
+                self.join()
+                raise OutputError(f"reject scheduler: the process ended before it started ({detail})")
+        self.join()
+        raise OutputError(f"reject scheduler: no answer within {timeout_s:.0f} s")
 
     def send(self, message: Message) -> None:
         """Raises ChannelError when the scheduler is gone or stuck."""
@@ -123,6 +148,9 @@ class SchedulerClient:
             device.mirror(message.b > 0.5, message.a)
 
     def receive(self, timeout_s: float) -> list[Message]:
+        if self._pending:
+            messages, self._pending = self._pending, []
+            return messages
         if self.endpoint is None:
             return []
         return self.endpoint.receive(timeout_s)

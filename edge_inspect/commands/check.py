@@ -60,7 +60,10 @@ def _check_scheduler(config: AppConfig) -> Row:
         return ("reject scheduler", True, "thread mode: the scheduler loop runs in the inspection process")
     mirrors = {n: SimulatedOutput(name=n) if getattr(config.outputs, n) is not None else None for n in wire.LINES}
     client = SchedulerClient(SchedulerSpec.from_config(config), "process", dict(mirrors))
-    client.start()
+    try:
+        client.start()  # waits for HELLO, or says why the scheduler could not open its lines
+    except EdgeInspectError as error:
+        return ("reject scheduler", False, str(error))
     hello = None
     errors: list[str] = []
     try:
