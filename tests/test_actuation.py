@@ -213,3 +213,32 @@ def test_a_scheduler_that_cannot_open_its_lines_fails_the_start_with_the_reason(
         inspector.start()
     assert inspector.state is RunState.STOPPED
     inspector.close()
+
+
+def test_an_edge_reported_before_the_latest_command_does_not_move_the_mirror() -> None:
+    """Raise then clear ALARM at once: the scheduler's report of the raise arrives after the clear was commanded
+    and must not turn the inspection side's mirror back on (CI saw ALARM read active after clear_alarm)."""
+    alarm = SimulatedOutput(name="alarm")
+    lines = {"reject": SimulatedOutput(name="reject"), "ready": None, "alarm": alarm}
+    client = SchedulerClient(_spec(outputs={"reject": {"type": "simulated", "active_high": True}, "ready": None,
+                                            "alarm": {"type": "simulated", "active_high": True}}),
+                             "process", lines)  # type: ignore[arg-type]
+    client.start()
+    try:
+        client.command_line(2, True)
+        client.command_line(2, False)
+        assert not alarm.is_active
+        messages = _read_until(client, lambda ms: sum(m.kind == wire.EDGE and m.code == 2 for m in ms) == 2)
+        edges = [m for m in messages if m.kind == wire.EDGE and m.code == 2]
+        assert [m.b for m in edges] == [1.0, 0.0] and [m.part_id for m in edges] == [1, 2]
+        client.on_edge(edges[0])  # the raise, reported late: stale
+        assert not alarm.is_active
+        client.on_edge(edges[1])
+        assert not alarm.is_active
+        client.command_line(2, True)
+        edge = _read_until(client, lambda ms: any(m.kind == wire.EDGE and m.code == 2 for m in ms))
+        client.on_edge(next(m for m in edge if m.kind == wire.EDGE))  # current: accepted
+        assert alarm.is_active
+    finally:
+        client.send(Message(wire.STOP))
+        client.join()

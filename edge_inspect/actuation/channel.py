@@ -25,14 +25,14 @@ HEADER = struct.Struct("<BBHIddd")
 PART = 1  # part_id, a=capture_ts_s, b=fire_ts_s (time tracking), c=deadline_ts_s, code=fail-safe reason
 VERDICT = 2  # part_id, code=verdict, a=decided_ts_s
 FAIL = 3  # part_id, code=fail-safe reason
-LINE = 4  # code=line, a=1.0 asserted / 0.0 released (READY, ALARM as commanded)
+LINE = 4  # code=line, part_id=command sequence number (per line), a=1.0 asserted / 0.0 released (READY, ALARM)
 KEEPALIVE = 5  # a=ts_s: the inspection process is alive
 STOP = 6  # resolve every part left as 'stopped' (not fired), outputs safe, then end
 # scheduler -> inspection
 HELLO = 20  # a=pid, text=what real-time scheduling it got
 RESOLVED = 21  # part_id, code=verdict, a=fired_ts_s (nan: not fired), b=scheduled_fire_ts_s, c=resolved_ts_s;
 #               text length field carries the fail-safe reason code (0: none) - see resolved()
-EDGE = 22  # code=line, a=ts_s, b=1.0 asserted / 0.0 released
+EDGE = 22  # code=line, part_id=sequence of the last LINE command applied to it, a=ts_s, b=1.0 asserted / 0.0 released
 OUTPUT_ERROR = 23  # code=line, text=the error
 TRACKING_FAULT = 24  # text=the encoder fault ('' when it cleared)
 STOPPED = 25  # every part resolved, outputs safe; the scheduler ends

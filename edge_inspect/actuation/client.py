@@ -56,6 +56,7 @@ class SchedulerClient:
                 )
         self.spec, self.mode, self.lines, self.encoder = spec, mode, lines, encoder
         self._devices = [lines.get(name) for name in channel.LINES]
+        self._command_seq = [0] * len(channel.LINES)  # per line, the last READY/ALARM command sent
         self.endpoint: Endpoint | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
@@ -80,7 +81,7 @@ class SchedulerClient:
         self.endpoint = Endpoint(to_us_r, to_loop_w)
         bank = OutputBank(
             self.lines,
-            on_edge=lambda line, active, ts: loop_end.post(Message(channel.EDGE, line, a=ts, b=float(active))),
+            on_edge=lambda line, active, ts, seq: loop_end.post(Message(channel.EDGE, line, seq, a=ts, b=float(active))),
             on_error=lambda line, text: loop_end.post(Message(channel.OUTPUT_ERROR, line, text=text)),
         )
         self._bank = bank
@@ -130,6 +131,7 @@ class SchedulerClient:
             return
         if self.is_process:
             assert isinstance(device, SimulatedOutput)
+            self._command_seq[line] += 1
             device.set(active)  # the mirror follows the command at once; the scheduler's edges follow
         elif self._bank is not None:
             self._bank.write(line, active)
@@ -137,13 +139,15 @@ class SchedulerClient:
             device.set(active)
         if self.endpoint is not None and line != 0:
             try:
-                self.send(Message(channel.LINE, line, a=float(active)))
+                self.send(Message(channel.LINE, line, self._command_seq[line], a=float(active)))
             except ChannelError as error:
                 log.warning("%s line: %s", channel.LINES[line], error)
 
     def on_edge(self, message: Message) -> None:
         """Mirror an edge the scheduler process drove (thread mode drove the device itself)."""
         device = self._devices[message.code] if message.code < len(self._devices) else None
+        if message.code < len(self._command_seq) and message.part_id < self._command_seq[message.code]:
+            return  # an edge from before our latest command to that line (raise then clear): stale, not the level
         if self.is_process and isinstance(device, SimulatedOutput):
             device.mirror(message.b > 0.5, message.a)
 

@@ -44,11 +44,14 @@ class OutputBank:
     """
 
     def __init__(
-        self, lines: dict[str, DigitalOutput | None], on_edge: Callable[[int, bool, float], None],
+        self, lines: dict[str, DigitalOutput | None], on_edge: Callable[[int, bool, float, int], None],
         on_error: Callable[[int, str], None], clock: Clock = time.monotonic,
     ) -> None:
         self.devices = [lines.get(name) for name in channel.LINES]
         self.levels = [False, False, False]
+        self.command_seq = [0, 0, 0]
+        """Per line, the sequence number of the last READY/ALARM command applied; every edge report carries it,
+        so the inspection side's mirror can tell an edge that predates its latest command from a current one."""
         self.lock = threading.Lock()
         self._on_edge, self._on_error, self._clock = on_edge, on_error, clock
 
@@ -66,8 +69,9 @@ class OutputBank:
             ts_s = self._clock()
             changed = self.levels[line] != active
             self.levels[line] = active
+            seq = self.command_seq[line]
         if changed:
-            self._on_edge(line, active, ts_s)
+            self._on_edge(line, active, ts_s, seq)
         return True
 
     def has(self, line: int) -> bool:
@@ -118,6 +122,8 @@ class SchedulerLoop:
                 self._ready_wanted = active
                 self._heartbeat_level = active
                 self._next_heartbeat_ts_s = self._clock() + self.spec.heartbeat_period_s / 2.0
+            if 0 <= message.code < len(self.bank.command_seq):
+                self.bank.command_seq[message.code] = message.part_id
             self.bank.write(message.code, active)
         elif kind == channel.STOP:
             self._stopping = True

@@ -106,7 +106,7 @@ def child_main(argv: list[str] | None = None) -> int:
         return 2
     bank = OutputBank(
         lines,
-        on_edge=lambda line, active, ts: endpoint.post(Message(channel.EDGE, line, a=ts, b=float(active))),
+        on_edge=lambda line, active, ts, seq: endpoint.post(Message(channel.EDGE, line, seq, a=ts, b=float(active))),
         on_error=lambda line, text: endpoint.post(Message(channel.OUTPUT_ERROR, line, text=text)),
     )
     loop = SchedulerLoop(endpoint, spec, tracker, bank, hello=status.describe())
