@@ -33,6 +33,35 @@ def resize_to_input(crop_bgr: np.ndarray, meta: ModelMetadata) -> np.ndarray:
     return cv2.resize(crop_bgr, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+def is_grey_first(meta: ModelMetadata) -> bool:
+    """True when a crop is turned grey before it is resized (``preprocess_order = convert_then_resize``)."""
+    return meta.color_order == "GRAY" and meta.preprocess_order == "convert_then_resize"
+
+
+def input_pixels(crop_bgr: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """A BGR crop as the model's uint8 pixels (input size, its colours, H x W x C), in the model's order.
+
+    Grey first: the BGR -> grey conversion reads the crop once and the (costlier) area resize then
+    works on one channel instead of three. Colour models resize first (the same pixels either way).
+    """
+    if is_grey_first(meta):
+        grey = crop_bgr if crop_bgr.ndim == 2 else cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+        return resize_to_input(grey, meta).reshape(meta.input_height_px, meta.input_width_px, 1)
+    return _convert_colour(resize_to_input(crop_bgr, meta), meta.color_order)
+
+
+def fit_to_input_bgr(image_bgr: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    """An image at the model's input size, still BGR, reduced exactly as the runtime reduces it.
+
+    For training, which stores BGR images at input size and augments them before :func:`to_tensor`:
+    a grey-first model gets its grey pixels repeated on three channels (turning those grey again is
+    exact: OpenCV's grey weights sum to one), so training sees the rounding the line will.
+    """
+    if is_grey_first(meta):
+        return cv2.cvtColor(input_pixels(image_bgr, meta), cv2.COLOR_GRAY2BGR)
+    return resize_to_input(image_bgr, meta)
+
+
 def to_tensor(crops_bgr: Sequence[np.ndarray], meta: ModelMetadata) -> np.ndarray:
     """Stack BGR uint8 crops (any size) into one float32 batch in the model's layout."""
     channels = meta.channels
@@ -40,7 +69,7 @@ def to_tensor(crops_bgr: Sequence[np.ndarray], meta: ModelMetadata) -> np.ndarra
     mean = np.asarray(meta.mean, np.float32)
     inv_std = 1.0 / np.asarray(meta.std, np.float32)
     for i, crop in enumerate(crops_bgr):
-        pixels = _convert_colour(resize_to_input(crop, meta), meta.color_order)
+        pixels = input_pixels(crop, meta)
         np.multiply(pixels, np.float32(meta.scale), out=batch[i], casting="unsafe")
     batch -= mean
     batch *= inv_std

@@ -45,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     set_meta.add_argument("--threshold", type=float, help="defect-score threshold, 0..1")
     set_meta.add_argument("--color-order", choices=["RGB", "BGR", "GRAY"])
     set_meta.add_argument("--layout", choices=["NCHW", "NHWC"])
+    set_meta.add_argument(
+        "--preprocess-order", choices=["resize_then_convert", "convert_then_resize"],
+        help="GRAY models: resize then turn grey (the default for a file without the key) or grey first",
+    )
     set_meta.add_argument("--scale", type=float, help="pixel multiplier before mean/std (1/255: 0.00392156862745098)")
     set_meta.add_argument("--mean", help="comma-separated, e.g. 0.485,0.456,0.406")
     set_meta.add_argument("--std", help="comma-separated, e.g. 0.229,0.224,0.225")
@@ -100,6 +104,7 @@ def _updated(base: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     simple = {
         "model_name": args.model_name, "model_version": args.model_version, "labels": args.labels,
         "good_label": args.good_label, "color_order": args.color_order, "layout": args.layout,
+        "preprocess_order": args.preprocess_order,
         "mean": args.mean, "std": args.std, "output": args.output,
         "threshold": None if args.threshold is None else repr(args.threshold),
         "scale": None if args.scale is None else repr(args.scale),
