@@ -21,6 +21,7 @@ from ..classify import OnnxClassifier
 from ..classify.metadata import PREFIX, ModelMetadata, SelfTestProbe
 from ..classify.model_file import next_free_name, read_props, write_metadata
 from ..classify.onnx_classifier import open_session
+from ..classify.preprocess import fit_to_input_bgr
 from ..errors import ImageError, ModelError
 from ..sources.replay import list_images
 
@@ -156,7 +157,7 @@ def record_probes(classifier: OnnxClassifier, images: list[np.ndarray]) -> tuple
     meta = classifier.metadata
     probes = []
     for image in images:
-        small = cv2.resize(image, (meta.input_width_px, meta.input_height_px), interpolation=cv2.INTER_AREA)
+        small = fit_to_input_bgr(image, meta)  # what the runtime makes of it (grey first if the model says so)
         ok, png = cv2.imencode(".png", small)
         if not ok:
             raise ModelError("could not encode a self-test probe as PNG")
