@@ -17,13 +17,60 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from edge_inspect.bench import bench_config, run_pipeline
 from edge_inspect.classify import load_classifier
 from edge_inspect.config.loader import load_config
+
+
+class ThreadCpu:
+    """Samples every thread's CPU time (ns) four times a second, so per-thread costs can be read afterwards."""
+
+    def __init__(self, period_s: float = 0.25) -> None:
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._period_s = period_s
+        self._thread = threading.Thread(target=self._run, name="profile-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period_s):
+            now = time.monotonic()
+            cpu: dict[str, float] = {}
+            for thread in threading.enumerate():
+                if thread.ident is None or thread is self._thread:
+                    continue
+                try:
+                    seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+                except (OSError, ProcessLookupError):
+                    continue
+                # one name per role: waitress-3, waitress-7 ... are all "waitress"
+                name = re.sub(r"[-_]\d+$", "", thread.name)
+                cpu[name] = cpu.get(name, 0.0) + seconds
+            self.samples.append((now, cpu))
+
+    def __enter__(self) -> ThreadCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def per_part_us(self, start_s: float, end_s: float, parts: int) -> dict[str, float]:
+        """CPU µs per part of each thread role between the samples nearest ``start_s`` and ``end_s``."""
+        inside = [(t, cpu) for t, cpu in self.samples if start_s <= t <= end_s]
+        if len(inside) < 2 or parts == 0:
+            return {}
+        (_, first), (_, last) = inside[0], inside[-1]
+        costs = {name: 1e6 * (last[name] - first.get(name, 0.0)) / parts for name in last}
+        return dict(sorted(((k, round(v, 1)) for k, v in costs.items() if v > 0.05), key=lambda kv: -kv[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +98,17 @@ def main(argv: list[str] | None = None) -> int:
                 "defect_log": config.defect_log.model_copy(update={"enabled": False}),
             })
         classifier = load_classifier(config.model)
-        figures = run_pipeline(config, classifier, args.rate, args.seconds, warmup_s=1.0)
+        captured: list[float] = []
+        with ThreadCpu() as sampler:
+            figures = run_pipeline(config, classifier, args.rate, args.seconds, warmup_s=1.0,
+                                   on_result=lambda r: captured.append(r.capture_ts_s))
+        # the window: from the first measured part to the last one, the sampler's view of it
+        window: dict[str, Any] = {}
+        if captured:
+            start_s, end_s = captured[0], captured[-1]
+            inside = [t for t, _ in sampler.samples if start_s <= t <= end_s]
+            parts = sum(1 for c in captured if inside and inside[0] <= c <= inside[-1])
+            window = sampler.per_part_us(start_s, end_s, parts)
     out = {
         "rate_fps": args.rate,
         "parts": figures["parts"],
@@ -61,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_percent": figures["cpu_percent"],
         # process CPU (every thread) over the measuring window, per part decided in it
         "cpu_us_per_part": 1e4 * figures["cpu_percent"] / max(figures["fps"], 1e-9),
+        "thread_cpu_us_per_part": window,
     }
     print(json.dumps(out, indent=2))
     if args.json:
