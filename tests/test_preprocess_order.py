@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import brightness_model_metadata
+from conftest import brightness_model_metadata, write_brightness_model
 
-from edge_inspect.classify import ModelMetadata
+from edge_inspect.classify import ModelMetadata, read_metadata
 from edge_inspect.classify.metadata import LEGACY_PREPROCESS_ORDER
 from edge_inspect.classify.preprocess import fit_to_input_bgr, input_pixels, to_tensor
+from edge_inspect.cli import main
 from edge_inspect.errors import ModelError
 
 
@@ -93,3 +95,11 @@ def test_a_grey_crop_at_input_size_is_not_resized_or_copied() -> None:
     grey = np.ascontiguousarray(textured_frame()[:128, :128, 0])
     pixels = input_pixels(grey, meta)
     assert pixels.shape == (128, 128, 1) and np.shares_memory(pixels, grey)
+
+
+def test_set_meta_writes_the_order(tmp_path: Path) -> None:
+    model = write_brightness_model(tmp_path / "grey.onnx", grey_meta())
+    out = tmp_path / "grey-first.onnx"
+    assert main(["model", "set-meta", str(model), "--preprocess-order", "convert_then_resize", "--out", str(out)]) == 0
+    assert read_metadata(out).preprocess_order == "convert_then_resize"
+    assert read_metadata(model).preprocess_order == "resize_then_convert"  # the source file is left as it was
