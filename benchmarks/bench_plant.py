@@ -149,7 +149,7 @@ def worker(ids: list[str], plant: dict[str, Any], root: str, rate: float, second
                  "failures": sum(s.status.failures for s in syncs)})  # fmt: skip
 
 
-def fill_parts(url: str, total: int) -> float:
+def fill_parts(url: str, total: int, minute_days: int, filled: dict[str, float]) -> float:
     """Top the parts table up to ``total`` rows (synthetic, spread over 100 appliances and 30 days)."""
     import psycopg
 
@@ -174,15 +174,66 @@ def fill_parts(url: str, total: int) -> float:
                 {"ids": ids, "n_ids": len(ids), "offset": offset, "now": now, "n": n},
             )  # fmt: skip
         conn.execute("ANALYZE parts")
-        minutes = 7 * 24 * 60  # a week of per-minute counts per appliance
+        minutes_from_s = time.perf_counter()
+        minutes = minute_days * 24 * 60  # per-minute counts per appliance (the trigger keeps hour_counts)
         conn.execute(
             "INSERT INTO minute_counts (appliance_id, minute_start_s, line, good, defect, failsafe, rejected) "
-            "SELECT a.id, (floor(%(now)s / 60) * 60)::bigint - m * 60, a.line, 1140, 60, 0, 60 "
+            "SELECT a.id, (floor(%(now)s / 60) * 60)::bigint - m * 60, a.line, 1140 + m %% 7, 60, m %% 3, 60 "
             "FROM appliances a, generate_series(1, %(minutes)s) AS m ON CONFLICT DO NOTHING",
             {"now": now, "minutes": minutes},
         )
+        filled["minute_rows"] = len(ids) * minutes
+        filled["minute_fill_s"] = time.perf_counter() - minutes_from_s
         conn.execute("ANALYZE minute_counts")
+        conn.execute("ANALYZE hour_counts")
     return time.perf_counter() - start
+
+
+def time_minute_upserts(url: str, rows_per_statement: int, statements: int = 200, rounds: int = 3) -> dict[str, float]:
+    """Microseconds per minute row of the sync's upsert, with the roll-up triggers and with them disabled.
+
+    New minutes after the filled ones: ``statements`` upserts of ``rows_per_statement`` minutes (one
+    appliance each, one transaction each, as the sync sends them); then the same minutes with other
+    numbers (an update), then unchanged (a replay, which adds nothing to the roll-up). Median of
+    ``rounds``, the two modes alternating, so a load swing on the machine hits both alike.
+    """
+    import psycopg
+
+    from edge_inspect.plant.sync import _UPSERT_MINUTES
+
+    samples: dict[str, list[float]] = {}
+    with psycopg.connect(url) as conn:
+        lines: dict[str, str] = dict(conn.execute("SELECT id, line FROM appliances").fetchall())
+        ids = sorted(lines)
+        base_s = int(time.time() // 60 * 60) + 86400  # past the filled minutes
+        for _ in range(rounds):
+            for mode in ("with trigger", "without trigger"):
+                if mode == "without trigger":
+                    conn.execute("ALTER TABLE minute_counts DISABLE TRIGGER USER")
+                for step, good in (("insert", 10), ("update", 11), ("replay", 11)):
+                    payloads = []
+                    for n in range(statements):
+                        first_s = base_s + (n // len(ids)) * rows_per_statement * 60
+                        rows = [{"minute_start_s": first_s + m * 60, "good": good, "defect": 1, "failsafe": 0,
+                                 "rejected": 1} for m in range(rows_per_statement)]  # fmt: skip
+                        payloads.append({"appliance": ids[n % len(ids)], "line": lines[ids[n % len(ids)]],
+                                         "rows": json.dumps(rows)})  # fmt: skip
+                    t0 = time.perf_counter()
+                    for payload in payloads:
+                        conn.execute(_UPSERT_MINUTES, payload)
+                        conn.commit()
+                    per_row_us = (time.perf_counter() - t0) * 1e6 / (statements * rows_per_statement)
+                    samples.setdefault(f"{step} {mode}", []).append(per_row_us)
+                conn.execute("DELETE FROM minute_counts WHERE minute_start_s >= %s", (base_s,))
+                conn.execute("ALTER TABLE minute_counts ENABLE TRIGGER USER")
+                conn.commit()
+        left = conn.execute(
+            "SELECT COUNT(*) FROM hour_counts WHERE hour_start_s >= %s AND (good, defect, failsafe, rejected) <> "
+            "(0, 0, 0, 0)",
+            (base_s - 3600,),
+        ).fetchone()
+        assert left is not None and left[0] == 0, "the roll-up kept rows of removed minutes"
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def time_view(plant: dict[str, Any], repeats: int = 5) -> dict[str, float]:
@@ -209,7 +260,13 @@ def time_view(plant: dict[str, Any], repeats: int = 5) -> dict[str, float]:
                                                            60),
         "grid, defects of one line": lambda: db.page(PlantFilter(lines=("line-07",), verdicts=("defect",)), 60),
         "capped count (1,000)": lambda: db.count(PlantFilter()),
-        "yield per line x shift, 24 h": lambda: db.yields(now - 86400, now, config.shift_start_times),
+        "yield per line x shift, 24 h (roll-up)": lambda: db.yields(now - 86400, now, config.shift_start_times),
+        "yield per line x shift, 24 h (minutes only)": lambda: db.minute_yields(now - 86400, now,
+                                                                                config.shift_start_times),
+        "yield, 24 h, shifts off the hour (roll-up)": lambda: db.yields(now - 86400, now, ["05:45", "13:45", "21:45"]),
+        "yield per line x shift, 30 days (roll-up)": lambda: db.yields(now - 30 * 86400, now, config.shift_start_times),
+        "yield per line x shift, 30 days (minutes only)": lambda: db.minute_yields(now - 30 * 86400, now,
+                                                                                   config.shift_start_times),
         "appliances table": lambda: db.appliances(),
         "part detail": lambda: db.get(1000),
     }
@@ -254,6 +311,8 @@ def main() -> int:
                         help="share of parts that are defects with images (4 objects each)")
     parser.add_argument("--view-parts", type=int, default=1_000_000,
                         help="parts in the table for the view timings (0: skip them)")
+    parser.add_argument("--minute-days", type=int, default=30,
+                        help="days of per-minute counts per appliance for the view timings")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
 
@@ -338,10 +397,19 @@ def main() -> int:
         }  # fmt: skip
         print(json.dumps(figures, indent=2), flush=True)
         if args.view_parts > 0:  # 0: the sync figures only
-            figures["fill_s"] = fill_parts(cluster.url(), args.view_parts)
-            figures["view_ms"] = time_view(plant)
+            filled: dict[str, float] = {}
+            figures["fill_s"] = fill_parts(cluster.url(), args.view_parts, args.minute_days, filled)
+            figures.update(filled)
             figures["view_parts"] = args.view_parts
+            figures["loadavg_before_view"] = os.getloadavg()
+            figures["view_ms"] = time_view(plant)
+            print(json.dumps({k: figures[k] for k in ("fill_s", "minute_rows", "minute_fill_s")}, indent=2))
             print(json.dumps(figures["view_ms"], indent=2))
+            figures["minute_upsert_us_per_row"] = {
+                f"{n} row(s) a statement": time_minute_upserts(cluster.url(), n) for n in (1, 60)
+            }
+            figures["loadavg_after_view"] = os.getloadavg()
+            print(json.dumps(figures["minute_upsert_us_per_row"], indent=2))
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))
     finally:

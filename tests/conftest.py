@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from browser_helpers import browser  # noqa: F401  (the headless Chromium of the browser tests)
 from plant_helpers import pg_cluster, plant_config, s3_server  # noqa: F401  (fixtures for the plant tests)
 
 from edge_inspect.classify import OnnxClassifier, Region, RegionScore

@@ -209,3 +209,34 @@ def pg_down(cluster: PgCluster) -> Iterator[None]:
         yield
     finally:
         cluster.start()
+
+
+class NoSource:
+    """A bus subscription that never has anything (the writer is fed by ``write_batch``)."""
+
+    def get(self, timeout_s: float | None = None) -> None:
+        return None
+
+
+def fill_appliance(config: PlantConfig, data_dir: Path, model_version: str, now_s: float) -> None:
+    """Log 6 defects and 2 sampled goods on one box, count 40 parts per minute, and sync it all."""
+    from test_defect_log_helpers import log_config, make_result
+
+    from edge_inspect.defect_log import DefectLogWriter
+    from edge_inspect.events import Verdict
+    from edge_inspect.plant.sync import PlantSync
+
+    writer = DefectLogWriter(log_config(data_dir, sample_good_fraction=1.0), NoSource())
+    writer.open()
+    results = [
+        make_result(i, Verdict.GOOD if i >= 6 else Verdict.DEFECT, run_id=config.line, wall_s=now_s - 600 + i,
+                    model_version=model_version)
+        for i in range(8)
+    ]  # fmt: skip
+    writer.write_batch(results)
+    writer.close()
+    sync = PlantSync(config, data_dir)
+    for i in range(40):
+        sync.count(make_result(100 + i, Verdict.DEFECT if i % 4 == 0 else Verdict.GOOD, wall_s=now_s - 300 + i))
+    assert sync.sync_once()
+    sync.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import BROWSER_MARKS, chromium, log_in, new_page
 from conftest import make_config
 from test_defect_log_helpers import QueueSource, log_config, make_result
 from test_web_fixtures import QA, add_users, build_inspector, web_config
@@ -24,13 +25,7 @@ from edge_inspect.events import Verdict
 from edge_inspect.web import UserStore, create_app
 from edge_inspect.web.service import WebServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -57,14 +52,8 @@ def served(tmp_path: Path, model_path: Path, replay_folder: Path) -> Iterator[tu
 
 @pytest.fixture
 def page(served: tuple[str, DefectStore]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield new_page(browser, 1280, 900)
 
 
 def test_keyboard_triage(served: tuple[str, DefectStore], page: Any) -> None:
@@ -74,11 +63,7 @@ def test_keyboard_triage(served: tuple[str, DefectStore], page: Any) -> None:
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
-    page.goto(f"{base}/login")
-    page.fill("input[name=name]", QA[0])
-    page.fill("input[name=password]", QA[1])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, *QA)
 
     page.goto(f"{base}/review/")
     page.keyboard.press("j")  # the newest card has focus on load; j moves to the second

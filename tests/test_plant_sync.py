@@ -275,7 +275,7 @@ def test_migrate_is_idempotent_and_an_unmigrated_database_is_refused(
             done = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "plant", "--config", str(config_file),
                                    "migrate"], capture_output=True, text=True, timeout=120)  # fmt: skip
             assert done.returncode == 0, done.stderr
-            assert "schema 0001" in done.stdout
+            assert "schema 0002" in done.stdout
         assert sync.sync_once()
     finally:
         sync.close()

@@ -14,27 +14,18 @@ from typing import Any
 import pytest
 from conftest import brightness_model_metadata
 from flask.testing import FlaskClient
-from plant_helpers import appliance, pg_rows
-from test_defect_log_helpers import log_config, make_result
+from plant_helpers import appliance, fill_appliance, pg_rows
 
 from edge_inspect.config.plant import PlantConfig
-from edge_inspect.defect_log import DefectLogWriter
-from edge_inspect.events import Verdict
 from edge_inspect.plant.central import PlantDb
 from edge_inspect.plant.connect import connect_db
 from edge_inspect.plant.objects import ObjectStore
-from edge_inspect.plant.sync import PlantSync
 from edge_inspect.plant.users import PlantUserStore
 from edge_inspect.plant.web import create_plant_app
 from edge_inspect.train.data import load_dataset
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
-
-
-class NoSource:
-    def get(self, timeout_s: float | None = None) -> None:
-        return None
 
 
 def plant_toml(path: Path, config: PlantConfig) -> Path:
@@ -54,29 +45,11 @@ def cli(config_file: Path, *args: str, stdin: str | None = None) -> subprocess.C
     )  # fmt: skip
 
 
-def fill(config: PlantConfig, data_dir: Path, model_version: str, now_s: float) -> None:
-    """Log 6 defects and 2 sampled goods on one box, count 40 parts per minute, and sync it all."""
-    writer = DefectLogWriter(log_config(data_dir, sample_good_fraction=1.0), NoSource())
-    writer.open()
-    results = [
-        make_result(i, Verdict.GOOD if i >= 6 else Verdict.DEFECT, run_id=config.line, wall_s=now_s - 600 + i,
-                    model_version=model_version)
-        for i in range(8)
-    ]  # fmt: skip
-    writer.write_batch(results)
-    writer.close()
-    sync = PlantSync(config, data_dir)
-    for i in range(40):
-        sync.count(make_result(100 + i, Verdict.DEFECT if i % 4 == 0 else Verdict.GOOD, wall_s=now_s - 300 + i))
-    assert sync.sync_once()
-    sync.close()
-
-
 @pytest.fixture
 def plant(plant_config: PlantConfig, tmp_path: Path) -> Iterator[dict[str, Any]]:
     now = time.time()
-    fill(appliance(plant_config, "box-1", "line-1"), tmp_path / "box-1", "v1", now)
-    fill(appliance(plant_config, "box-2", "line-2"), tmp_path / "box-2", "v2", now)
+    fill_appliance(appliance(plant_config, "box-1", "line-1"), tmp_path / "box-1", "v1", now)
+    fill_appliance(appliance(plant_config, "box-2", "line-2"), tmp_path / "box-2", "v2", now)
     config_file = plant_toml(tmp_path / "plant.toml", plant_config)
     db = PlantDb(lambda: connect_db(plant_config))
     PlantUserStore(db).add("quinn", PASSWORD, "qa")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import time
@@ -140,19 +139,10 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _password(from_stdin: bool) -> str | None:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Password again: "):
-        print("edge-inspect: the two passwords differ", file=sys.stderr)
-        return None
-    return first
-
-
 def _user(args: argparse.Namespace) -> int:
     from ..plant.users import PlantUserStore
     from ..web.users import UserError
+    from .user import read_new_password
 
     store = PlantUserStore(_db(_plant(args)))
     try:
@@ -164,7 +154,7 @@ def _user(args: argparse.Namespace) -> int:
             store.remove(args.name)
             print(f"edge-inspect: removed plant user {args.name}")
             return 0
-        password = _password(args.password_stdin)
+        password = read_new_password(args.password_stdin)
         if password is None:
             return 2
         if args.user_action == "add":

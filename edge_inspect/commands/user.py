@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def _password(from_stdin: bool) -> str | None:
+def read_new_password(from_stdin: bool) -> str | None:
+    """A new password: one line of stdin, or typed twice at the terminal (None when the two differ)."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("Password: ")
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             audit.record(_operator(), "user remove", args.name, None, client="local")
             print(f"edge-inspect: removed user {args.name}")
             return 0
-        password = _password(args.password_stdin)
+        password = read_new_password(args.password_stdin)
         if password is None:
             return 2
         if args.action == "add":

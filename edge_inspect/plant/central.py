@@ -19,6 +19,8 @@ from ..defect_log.store import Cursor, ReviewError, UnknownPartError
 MAX_PAGE_ROWS = 500
 DEFECT_TYPE_MAX = 64
 STALE_AFTER_S = 60.0  # an appliance silent this long shows as offline
+HOUR_S = 3600
+DAY_S = 86400
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,24 @@ def shift_of(minute_of_day: int, starts: list[int]) -> int:
     return index
 
 
+def _shift_minutes(shift_start_times: list[str]) -> list[int]:
+    return [int(s[:2]) * 60 + int(s[3:]) for s in shift_start_times]
+
+
+def _yield_table(rows: list[tuple[Any, ...]], shift_start_times: list[str]) -> YieldTable:
+    """Rows of (line, UTC minute of the day, good, defect, fail-safe, rejected) summed into line x shift."""
+    starts = _shift_minutes(shift_start_times)
+    table = YieldTable([f"from {s}" for s in shift_start_times])
+    for line, minute, good, defect, failsafe, rejected in rows:
+        cells = table.lines.setdefault(line, [LineShift() for _ in starts])
+        cell = cells[shift_of(int(minute), starts)]
+        cell.good += int(good)
+        cell.defect += int(defect)
+        cell.failsafe += int(failsafe)
+        cell.rejected += int(rejected)
+    return table
+
+
 class PlantDb:
     """The plant database for the plant view and the commands: one connection per thread, re-opened on error."""
 
@@ -237,24 +257,55 @@ class PlantDb:
         )
         return [ApplianceRow(r[0], r[1], tuple(r[2] or ()), *r[3:]) for r in rows]
 
-    def yields(self, since_s: float, until_s: float, shift_starts: list[str]) -> YieldTable:
-        """Good, defect, fail-safe, rejected per line and shift (UTC), from the per-minute counts."""
-        starts = [int(s[:2]) * 60 + int(s[3:]) for s in shift_starts]
+    def yields(self, since_s: float, until_s: float, shift_start_times: list[str]) -> YieldTable:
+        """Good, defect, fail-safe, rejected per line and shift (UTC) over ``[since_s, until_s)``.
+
+        Whole hours come from the hourly roll-up (``hour_counts``, kept by the database from the
+        per-minute counts); the minutes before the first and after the last whole hour, and every hour
+        in which a shift starts off the hour, come from ``minute_counts``. The figures are exactly
+        those of :meth:`minute_yields`, at about 1/60 of the rows read.
+        """
+        starts = _shift_minutes(shift_start_times)
+        lo_s, hi_s = int(since_s), int(until_s)
+        hours_from_s = -(-lo_s // HOUR_S) * HOUR_S  # the first whole hour inside the range
+        hours_until_s = hi_s // HOUR_S * HOUR_S
+        split_hours = sorted({start // 60 for start in starts if start % 60})  # hours of the day a shift splits
+        ranges: list[tuple[int, int]] = []
+        if hours_from_s >= hours_until_s:  # no whole hour inside: minutes only
+            hours_from_s = hours_until_s = 0
+            ranges.append((lo_s, hi_s))
+        else:
+            ranges += [(lo_s, hours_from_s), (hours_until_s, hi_s)]
+            for day_s in range(hours_from_s // DAY_S * DAY_S, hours_until_s, DAY_S):
+                for hour in split_hours:
+                    hour_s = day_s + hour * HOUR_S
+                    if hours_from_s <= hour_s and hour_s + HOUR_S <= hours_until_s:
+                        ranges.append((hour_s, hour_s + HOUR_S))
+        ranges = [(a, b) for a, b in ranges if a < b]
+        # literal bounds, OR-ed: the planner sees how few minutes they hold (a join on an array of bounds
+        # is estimated at a third of the table, which buys a parallel plan and JIT for a few thousand rows)
+        in_ranges = " OR ".join(["(minute_start_s >= %s AND minute_start_s < %s)"] * len(ranges)) or "FALSE"
+        rows = self.query(
+            "SELECT line, minute, SUM(good), SUM(defect), SUM(failsafe), SUM(rejected) FROM ("
+            " SELECT line, (hour_start_s %% 86400) / 60 AS minute, good, defect, failsafe, rejected FROM hour_counts"
+            " WHERE hour_start_s >= %s AND hour_start_s < %s AND (hour_start_s %% 86400) / 3600 <> ALL(%s::int[])"
+            " UNION ALL"
+            " SELECT line, (minute_start_s %% 86400) / 60, good, defect, failsafe, rejected FROM minute_counts"
+            f" WHERE {in_ranges}"
+            ") AS counts GROUP BY line, minute ORDER BY line",
+            (hours_from_s, hours_until_s, split_hours, *(bound for pair in ranges for bound in pair)),
+        )
+        return _yield_table(rows, shift_start_times)
+
+    def minute_yields(self, since_s: float, until_s: float, shift_start_times: list[str]) -> YieldTable:
+        """:meth:`yields` from the per-minute counts alone (the reference the roll-up must equal)."""
         rows = self.query(
             "SELECT line, (minute_start_s %% 86400) / 60 AS minute, SUM(good), SUM(defect), SUM(failsafe), "
             "SUM(rejected) FROM minute_counts WHERE minute_start_s >= %s AND minute_start_s < %s "
             "GROUP BY line, minute ORDER BY line",
             (int(since_s), int(until_s)),
         )
-        table = YieldTable([f"from {s}" for s in shift_starts])
-        for line, minute, good, defect, failsafe, rejected in rows:
-            cells = table.lines.setdefault(line, [LineShift() for _ in starts])
-            cell = cells[shift_of(int(minute), starts)]
-            cell.good += int(good)
-            cell.defect += int(defect)
-            cell.failsafe += int(failsafe)
-            cell.rejected += int(rejected)
-        return table
+        return _yield_table(rows, shift_start_times)
 
     def lines(self) -> list[str]:
         return [r[0] for r in self.query("SELECT DISTINCT line FROM appliances ORDER BY line")]

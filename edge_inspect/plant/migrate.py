@@ -9,7 +9,10 @@ from ..config.plant import PlantConfig
 from .connect import PlantError, connect_db
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0001"
+HEAD = "0002"
+# The schemas this code's appliances and commands write into unchanged: 0002 only adds the hourly
+# roll-up, which the database keeps itself. The plant view needs HEAD (``plant serve`` migrates first).
+WRITABLE_REVISIONS = ("0001", "0002")
 
 
 def upgrade(config: PlantConfig, revision: str = "head") -> None:
@@ -47,11 +50,13 @@ def current_revision(conn: Any) -> str | None:
 
 
 def require_schema(conn: Any) -> None:
-    """Refuse a database the plant migrations have not set up (the appliance never migrates)."""
+    """Refuse a database the migrations have not set up, or one newer than this code (a box never migrates)."""
     revision = current_revision(conn)
     conn.rollback()
-    if revision != HEAD:
+    if revision is None:
+        raise PlantError("the plant database has no plant schema yet: run edge-inspect plant migrate")
+    if revision not in WRITABLE_REVISIONS:
         raise PlantError(
-            f"the plant database is at schema {revision or 'none'}, this edge-inspect needs {HEAD}: "
-            "run edge-inspect plant migrate"
+            f"the plant database is at schema {revision}, which this edge-inspect does not know (it writes into "
+            f"{', '.join(WRITABLE_REVISIONS)}): update edge-inspect here"
         )

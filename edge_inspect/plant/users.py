@@ -6,7 +6,7 @@ import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..web.users import _NAME, HASH_METHOD, User, UserError, role_rank
+from ..web.users import _NAME, HASH_METHOD, User, UserError, check_new_password, role_rank
 from .central import PlantDb
 
 
@@ -19,10 +19,7 @@ class PlantUserStore:
         self._dummy_hash: str | None = None
 
     def _check_password(self, password: str) -> None:
-        if len(password) < self.password_min_length:
-            raise UserError(f"password too short: at least {self.password_min_length} characters")
-        if password.strip() != password or "\n" in password:
-            raise UserError("password must not start or end with spaces or contain line breaks")
+        check_new_password(password, self.password_min_length)
 
     def add(self, name: str, password: str, role: str) -> User:
         if not _NAME.match(name):

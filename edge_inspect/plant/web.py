@@ -34,16 +34,8 @@ from ..config.plant import PlantConfig
 from ..defect_log.schema import LABELS
 from ..defect_log.store import Cursor, ReviewError, UnknownPartError
 from ..defect_log.timespec import parse_time
-from ..web.security import (
-    CSRF_FIELD,
-    CSRF_HEADER,
-    SECURITY_HEADERS,
-    LoginThrottle,
-    csrf_token,
-    is_csrf_token_valid,
-    load_or_create_secret_key,
-)
-from ..web.users import User
+from ..web.auth import csrf_problem, login_form, refusal, role_refusal, session_user
+from ..web.security import LoginThrottle, add_security_headers, csrf_token, load_or_create_secret_key
 from .central import PlantDb, PlantFilter
 from .objects import ObjectStore
 from .users import PlantUserStore
@@ -103,78 +95,29 @@ def _pct(value: float | None) -> str:
 
 
 def _load_user() -> None:
-    g.user = None
-    name = session.get("user")
-    if isinstance(name, str):
-        user = ctx().users.get(name)
-        if user is None or session.get("epoch") != user.session_epoch:
-            session.clear()
-        else:
-            g.user = user
-
-
-def _wants_json() -> bool:
-    return request.path.startswith("/api/")
+    g.user = session_user(ctx().users)
 
 
 def _refuse(status: int, message: str) -> BaseResponse:
-    if _wants_json():
-        response = jsonify({"error": message})
-    else:
-        response = Response(render_template("plant/error.html", status=status, message=message), mimetype="text/html")
-    response.status_code = status
-    return response
+    return refusal(status, message, "plant/error.html")
 
 
 def _check_csrf() -> BaseResponse | None:
-    if request.method != "POST":
-        return None
-    sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
-    if not is_csrf_token_valid(session, sent):
-        return _refuse(400, "CSRF token missing or wrong: reload the page and try again")
-    return None
+    problem = csrf_problem()
+    return None if problem is None else _refuse(*problem)
 
 
 def _headers(response: BaseResponse) -> BaseResponse:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if response.mimetype in ("text/html", "application/json"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+    return add_security_headers(response, is_https=ctx().config.web_cookie_secure)
 
 
 def _require(role: str) -> BaseResponse | None:
-    user: User | None = g.get("user")
-    if user is None:
-        if _wants_json():
-            return _refuse(401, "login required")
-        return redirect(url_for("plant.login", next=request.full_path.rstrip("?")))
-    if not user.has_role(role):
-        return _refuse(403, f"this needs the {role} role; you are logged in as {user.name} ({user.role})")
-    return None
+    return role_refusal(g.get("user"), role, "plant.login", _refuse)
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> BaseResponse | str:
-    if request.method == "GET":
-        return render_template("plant/login.html", next=request.args.get("next", ""))
-    name, password = request.form.get("name", "").strip(), request.form.get("password", "")
-    keys = (f"ip:{request.remote_addr}", f"user:{name.lower()}")
-    wait_s = ctx().throttle.retry_after_s(*keys)
-    if wait_s is not None:
-        return _refuse(429, f"too many failed logins: try again in {int(wait_s) + 1} s")
-    user = ctx().users.verify(name, password) if name and password else None
-    if user is None:
-        ctx().throttle.failed(*keys)
-        flash("Wrong user name or password.", "error")
-        return Response(render_template("plant/login.html", next=request.form.get("next", "")), status=401)
-    ctx().throttle.succeeded(*keys)
-    session.clear()
-    session.permanent = True
-    session["user"], session["epoch"] = user.name, user.session_epoch
-    target = request.form.get("next") or ""
-    safe = target.startswith("/") and not target.startswith("//") and "\\" not in target
-    return redirect(target if safe else url_for("plant.overview"))
+    return login_form(ctx().users, ctx().throttle, "plant/login.html", _refuse, "plant.overview")
 
 
 @bp.route("/logout", methods=["POST"])
@@ -300,4 +243,3 @@ def api_parts() -> BaseResponse:
     parts, older = ctx().db.page(_filter(), int(request.args.get("rows", "50") or 50),
                                  before=Cursor.parse(request.args.get("before")))  # fmt: skip
     return jsonify({"parts": [p.to_json() for p in parts], "older": older.token() if older else None})
-

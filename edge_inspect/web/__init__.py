@@ -21,7 +21,7 @@ from .audit import AuditLog
 from .context import EXTENSION_KEY, WebContext, web_context
 from .feed import ResultFeed
 from .formatting import score_text
-from .security import SECURITY_HEADERS, LoginThrottle, csrf_token, load_or_create_secret_key
+from .security import LoginThrottle, add_security_headers, csrf_token, load_or_create_secret_key
 from .stream import FrameStreamer, inspector_view
 from .users import ROLES, User, UserError, UserStore
 
@@ -109,14 +109,7 @@ def close_app(app: Flask) -> None:
 
 
 def _headers(response: BaseResponse) -> BaseResponse:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if web_context().config.cookie_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if response.mimetype in ("text/html", "application/json"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    response.vary.add("Cookie")
-    return response
+    return add_security_headers(response, is_https=web_context().config.cookie_secure)
 
 
 def _http_error(error: HTTPException) -> BaseResponse:

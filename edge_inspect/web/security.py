@@ -13,9 +13,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response as BaseResponse
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,18 @@ SECURITY_HEADERS: dict[str, str] = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), usb=(), serial=()",
 }
+
+
+def add_security_headers(response: BaseResponse, *, is_https: bool) -> BaseResponse:
+    """After every request: the headers above, HSTS over HTTPS, no caching of pages and JSON, Vary: Cookie."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if is_https:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if response.mimetype in ("text/html", "application/json"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    response.vary.add("Cookie")
+    return response
 
 
 def load_or_create_secret_key(path: Path) -> str:

@@ -51,6 +51,14 @@ class User:
         return role_rank(self.role) >= role_rank(role)
 
 
+def check_new_password(password: str, min_length: int) -> None:
+    """Refuse a password shorter than ``min_length``, or one with edge spaces or line breaks (UserError)."""
+    if len(password) < min_length:
+        raise UserError(f"password too short: at least {min_length} characters")
+    if password.strip() != password or "\n" in password:
+        raise UserError("password must not start or end with spaces or contain line breaks")
+
+
 def role_rank(role: str) -> int:
     if role not in ROLES:
         raise UserError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
@@ -93,10 +101,7 @@ class UserStore:
                 db.execute("ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
 
     def _check_password(self, password: str) -> None:
-        if len(password) < self.password_min_length:
-            raise UserError(f"password too short: at least {self.password_min_length} characters")
-        if password.strip() != password or "\n" in password:
-            raise UserError("password must not start or end with spaces or contain line breaks")
+        check_new_password(password, self.password_min_length)
 
     def add(self, name: str, password: str, role: str) -> User:
         """Create a user; refuses a taken name, a bad name, an unknown role or a short password."""

@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from browser_helpers import BROWSER_MARKS, chromium, new_page, shot
 from conftest import make_config
 from test_web_fixtures import ADMIN, add_users, build_inspector, running, web_config
 
@@ -21,24 +22,7 @@ from edge_inspect.pipeline import Inspector
 from edge_inspect.web import UserStore
 from edge_inspect.web.service import WebServer, web_service
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 def part_frames(folder: Path) -> Path:
@@ -74,18 +58,8 @@ def demo(model_path: Path, tmp_path: Path) -> Iterator[tuple[Inspector, WebServe
 
 @pytest.fixture
 def page(demo: tuple[Inspector, WebServer]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})  # a 10-inch panel
-            page = context.new_page()
-            page.set_default_timeout(15_000)
-            yield page
-            context.close()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield new_page(browser, 1280, 800)  # a 10-inch panel
 
 
 # A hash of the live canvas's pixels (the page draws each decoded stream frame there).
@@ -112,7 +86,6 @@ def counter(page: Any, element_id: str) -> int:
 
 def test_live_page_login_and_threshold(page: Any, demo: tuple[Inspector, WebServer]) -> None:
     inspector, server = demo
-    ARTIFACTS.mkdir(exist_ok=True)
     page.goto(server.url)
     page.wait_for_function("() => document.getElementById('state').textContent === 'OK'")  # the line state
     page.wait_for_function("() => Number(document.getElementById('c-inspected').textContent) > 0")
@@ -146,7 +119,7 @@ def test_live_page_login_and_threshold(page: Any, demo: tuple[Inspector, WebServ
     assert int(page.evaluate("() => document.getElementById('live-image').dataset.frames")) >= frames_before + 30
     assert nodes_after == nodes_before
     assert heap_after - heap_before < 2_000_000, f"JS heap grew from {heap_before} to {heap_after} bytes"
-    page.screenshot(path=str(ARTIFACTS / "web-live.png"))
+    shot(page, "web-live.png")
 
     # log in as admin and change the threshold
     page.click("#login-link")
@@ -159,9 +132,9 @@ def test_live_page_login_and_threshold(page: Any, demo: tuple[Inspector, WebServ
     page.click("#set-threshold")
     page.wait_for_selector("text=Threshold changed from 0.5000 to 0.8000.")
     assert inspector.threshold == pytest.approx(0.8)
-    page.screenshot(path=str(ARTIFACTS / "web-admin.png"), full_page=True)
+    shot(page, "web-admin.png", full_page=True)
 
     page.goto(server.url)
     page.wait_for_function("() => document.getElementById('threshold').textContent === '0.8000'")
     assert "alice" in page.inner_text(".who")
-    page.screenshot(path=str(ARTIFACTS / "web-live-admin.png"))
+    shot(page, "web-live-admin.png")

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from browser_helpers import ARTIFACTS, BROWSER_MARKS, log_in, new_page, wait_js
 from conftest import brightness_model_metadata, make_config, write_brightness_model
 from test_web_fixtures import ADMIN, add_users, build_inspector, running, web_config
 
@@ -26,26 +27,7 @@ from edge_inspect.sources.base import Frame, FrameSource
 from edge_inspect.web import UserStore
 from edge_inspect.web.service import WebServer, web_service
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-WAIT_MS = 20_000  # the machine is shared: generous waits on conditions, never fixed sleeps
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
-    ),
-]
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 
 class BrieflyFailingSource(FrameSource):
@@ -115,28 +97,6 @@ def appliance(tmp_path: Path) -> Iterator[tuple[Inspector, WebServer, BrieflyFai
     source = BrieflyFailingSource(create_source(config.source))
     with running(build_inspector(config, source=source)) as inspector, web_service(config, inspector) as server:
         yield inspector, server, source
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def new_page(browser: Any, width: int = 1280, height: int = 800, **options: Any) -> Any:
-    page = browser.new_context(viewport={"width": width, "height": height}, **options).new_page()
-    page.set_default_timeout(WAIT_MS)
-    return page
-
-
-def wait_js(page: Any, condition: str) -> None:
-    page.wait_for_function(condition, timeout=WAIT_MS)
 
 
 BROKEN_IMAGES_JS = """() => Array.from(document.querySelectorAll('#filmstrip img'))
@@ -242,11 +202,7 @@ def test_admin_threshold_round_trip_confirmations_users_and_acknowledge(
     calibrated = 0.40463217468261719  # what `edge-inspect calibrate` writes: not a 3-decimal number
     inspector.set_threshold(calibrated)
     page = new_page(browser)
-    page.goto(f"{server.url}login")
-    page.fill("#name", ADMIN[0])
-    page.fill("#password", ADMIN[1])
-    page.click("#login")
-    page.wait_for_url(server.url)
+    log_in(page, server.url, *ADMIN)
     audit = server.app.extensions["edge_inspect"].audit
 
     # item 1: Set without a change keeps the threshold bit for bit and writes no audit entry
@@ -364,11 +320,7 @@ def test_review_and_stats_pages_bulk_undo_types_downloads(review_site: tuple[str
     page = new_page(browser, 1280, 800, accept_downloads=True)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.goto(f"{base}/login")
-    page.fill("#name", qa[0])
-    page.fill("#password", qa[1])
-    page.click("#login")
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, *qa)
 
     # item 14: a bad filter shows its error and lists nothing
     page.goto(f"{base}/review/?since=" + "y" * 5000)
