@@ -16,15 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .config.models import AppConfig
 from .decision import Decision
 from .encoders.base import Encoder
 from .encoders.monitor import EncoderLimits, EncoderMonitor, unwrap_delta
 from .errors import ConfigError
 from .events import FailsafeReason
-from .sources.base import Frame
 from .tracking import PartTracker, TrackedPart, attach_decision, mark_failed
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from .config.models import AppConfig
+    from .sources.base import Frame
 
 POLL_S = 0.001
 """How often the actuator re-reads the encoder while parts are in flight (1 ms: 0.5 mm at 500 mm/s)."""

@@ -32,6 +32,7 @@ from .config import AppConfig
 from .decision import decide, is_defect
 from .events import PartResult, RegionResult, Verdict
 from .outputs import SimulatedOutput
+from .pause_test import run_pause_test
 from .pipeline import Inspector
 from .report import collect
 from .services import start_services
@@ -137,12 +138,12 @@ def measure_naive(
 
 
 @contextmanager
-def _stream_viewer(inspector: Inspector, services: dict[str, Any]) -> Iterator[str]:
-    """One client watching the live MJPEG stream, when the web view runs; yields what was watched."""
+def _stream_viewer(inspector: Inspector, services: dict[str, Any], viewers: int = 1) -> Iterator[str]:
+    """``viewers`` clients watching the live MJPEG stream, when the web view runs; yields what was watched."""
     web = services.get("web")
     url = getattr(web, "stream_url", None)
-    if not url:
-        yield "none (web view disabled)"
+    if not url or viewers <= 0:
+        yield "none (web view disabled)" if not url else "none (no viewers)"
         return
     import urllib.request
 
@@ -159,20 +160,25 @@ def _stream_viewer(inspector: Inspector, services: dict[str, Any]) -> Iterator[s
         except OSError as error:  # the figures still stand; say why the viewer stopped
             print(f"bench: stream viewer stopped: {error}", file=sys.stderr)
 
-    thread = threading.Thread(target=watch, name="bench-viewer", daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=watch, name=f"bench-viewer-{i}", daemon=True) for i in range(viewers)]
+    for thread in threads:
+        thread.start()
     try:
-        yield url
+        yield url if viewers == 1 else f"{viewers} x {url}"
     finally:
         stop.set()
-        thread.join(timeout=5)
+        for thread in threads:
+            thread.join(timeout=5)
 
 
 def run_pipeline(
     config: AppConfig, classifier: OnnxClassifier, rate_fps: float, seconds: float, warmup_s: float = 1.0,
-    on_result: Callable[[PartResult], None] | None = None,
+    on_result: Callable[[PartResult], None] | None = None, viewers: int = 1,
 ) -> dict[str, Any]:
-    """The whole appliance fed at ``rate_fps``; figures over ``seconds`` after a warm-up."""
+    """The whole appliance fed at ``rate_fps``; figures over ``seconds`` after a warm-up.
+
+    ``viewers`` clients watch the live stream when the config's web view is on.
+    """
     source_config = config.source.model_copy(update={"frames_per_second": rate_fps})
     source = ReplaySource(source_config)  # type: ignore[arg-type]
     source.open()
@@ -180,7 +186,7 @@ def run_pipeline(
     inspector = Inspector(config, source=source, classifier=classifier, reject=reject)
     subscription = inspector.subscribe("bench", max_items=1_000_000)
     results: list[PartResult] = []
-    with start_services(config, inspector) as services, _stream_viewer(inspector, services) as viewer:
+    with start_services(config, inspector) as services, _stream_viewer(inspector, services, viewers) as viewer:
         inspector.start()
         time.sleep(warmup_s)
         collect(subscription)  # discard warm-up parts
@@ -195,12 +201,19 @@ def run_pipeline(
                     on_result(r)
             time.sleep(0.05)
         cpu = meter.percent()
+        scheduler_rss = inspector.scheduler_rss_mb()
         inspector.stop()
         results.extend(collect(subscription))
     decided = [r for r in results if r.verdict is not Verdict.FAILSAFE]
     in_window = [r for r in decided if r.capture_ts_s <= end]
     fire_errors = [
         (r.fired_ts_s - r.scheduled_fire_ts_s) * 1000.0 for r in results if r.fired_ts_s is not None
+    ]
+    # Parts the capture thread read after their due moment: late before any scheduler could act.
+    late_ids = set(inspector.late_part_ids)
+    in_time_errors = [
+        (r.fired_ts_s - r.scheduled_fire_ts_s) * 1000.0
+        for r in results if r.fired_ts_s is not None and r.part_id not in late_ids
     ]
     latencies = [r.latency_ms for r in decided if r.latency_ms is not None]
     status = inspector.status()
@@ -213,14 +226,46 @@ def run_pipeline(
         "failsafe_reasons": status.failsafe_reasons,
         "e2e_latency_ms": _summary(latencies),
         "reject_error_ms": _summary(fire_errors),
+        "reject_error_announced_in_time_ms": _summary(in_time_errors),
+        "announced_late": inspector.parts_announced_late,
         "rejects": len(fire_errors),
         "dropped": status.dropped,
         "cpu_percent": cpu,
         "rss_start_mb": rss_start,
         "rss_end_mb": rss_mb(),
+        "scheduler_rss_mb": scheduler_rss,
+        "actuation": f"{config.actuation.mode}: {inspector.scheduler_realtime}",
         "viewer": viewer,
         "all_parts_counted_once": len({r.part_id for r in results}) == len(results),
     }
+
+
+def without_services(config: AppConfig) -> AppConfig:
+    """The config with the web view, the defect log and MQTT off: the inspection loop alone."""
+    names = ("web", "defect_log", "mqtt")
+    updates = {name: getattr(config, name).model_copy(update={"enabled": False}) for name in names}
+    return config.model_copy(update=updates)
+
+
+def measure_reject_error_by_load(
+    config: AppConfig, classifier: OnnxClassifier, throughput_fps: float, load_fps: float, seconds: float,
+    progress: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """Reject timing error (fired - due) idle, at 80 % load, and at 80 % with 20 viewers and the log writing
+    every part: what the scheduler holds whatever else the appliance does."""
+    every_part = config.defect_log.model_copy(update={"sample_good_fraction": 1.0})
+    loads = {
+        "idle": (without_services(config), max(throughput_fps * 0.05, 5.0), 0),
+        "load_80pct": (without_services(config), load_fps, 0),
+        "load_80pct_20_viewers_log": (config.model_copy(update={"defect_log": every_part}), load_fps, 20),
+    }
+    figures = {}
+    for name, (load_config, rate_fps, viewers) in loads.items():
+        progress(f"reject timing, {name}: fed {rate_fps:.0f} frames/s, {viewers} stream viewers, {seconds:.0f} s")
+        figures[name] = run_pipeline(load_config, classifier, rate_fps, seconds, viewers=viewers)
+        error = figures[name]["reject_error_ms"]
+        progress(f"  reject error p50 {error['p50']} / p99 {error['p99']} / max {error['max']} ms")
+    return figures
 
 
 def bench_config(config: AppConfig, scratch: Path) -> AppConfig:
@@ -262,6 +307,10 @@ def _run_bench(config: AppConfig, seconds: float, progress: Callable[[str], None
     load_fps = 0.8 * min(throughput["fps"], ceiling["fps"])
     progress(f"pipeline at 80% load: fed {load_fps:.0f} frames/s for {seconds:.0f} s")
     loaded = run_pipeline(config, classifier, load_fps, seconds)
+    by_load = measure_reject_error_by_load(config, classifier, throughput["fps"], load_fps, seconds, progress)
+    progress(f"pause test: the inspection process SIGSTOPped for 200 ms at {load_fps / 2:.0f} parts/s")
+    pause = run_pause_test(config, max(load_fps / 2, 10.0), pause_s=0.2)
+    progress(f"  {pause['rejected_on_time']} of {pause['parts_in_flight']} parts in flight rejected on time")
     meta = classifier.metadata
     return {
         "machine": {"cpus": os.cpu_count(), "platform": os.uname().machine, "python": sys.version.split()[0]},
@@ -281,8 +330,20 @@ def _run_bench(config: AppConfig, seconds: float, progress: Callable[[str], None
         "reject_error_p99_ms": loaded["reject_error_ms"]["p99"],
         "reject_error_max_ms": loaded["reject_error_ms"]["max"],
         "peak_rss_mb": peak_rss_mb(),
+        "scheduler_rss_mb": loaded["scheduler_rss_mb"],
+        "actuation": loaded["actuation"],
+        "reject_error_by_load": {
+            name: {
+                **figures["reject_error_ms"],
+                "announced_in_time": figures["reject_error_announced_in_time_ms"],
+                "announced_late": figures["announced_late"],
+            }
+            for name, figures in by_load.items()
+        },
+        "pause_test": pause,
         "ceiling": ceiling,
         "naive": naive,
         "pipeline_saturated": throughput,
         "pipeline_80pct": loaded,
+        "pipeline_by_load": by_load,
     }

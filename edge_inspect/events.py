@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    import numpy as np
+
 
 
 class Verdict(str, enum.Enum):

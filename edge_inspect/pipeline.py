@@ -1,13 +1,16 @@
-"""The inspection loop: capture -> classify -> decide -> timed reject, in three threads.
+"""The inspection loop: capture -> classify -> decide -> timed reject, in four threads.
 
-- capture: reads frames, turns frames (free run) or trigger edges (triggered) into parts, puts each on
-  the part tracker and offers it to the bounded inference queue;
-- inference: classifies each part's regions unless its deadline already passed, posts the decision;
-- actuator: at each part's fire time resolves it (verdict in time, or fail-safe), pulses the reject
-  line, drives READY/ALARM, and publishes the final :class:`PartResult` to the event bus.
+- capture: reads frames, turns frames (free run) or trigger edges (triggered) into parts, sends each to
+  the reject scheduler and offers it to the bounded inference queue;
+- prepare and inference: classify each part's regions unless its deadline already passed, send the verdict;
+- actuation: talks to the reject scheduler (:mod:`edge_inspect.actuation`, its own process by default),
+  which owns the outputs: it resolves each part at its fire time (verdict in time, or fail-safe), pulses
+  the reject line and drives READY/ALARM; this thread publishes what it reports as the final
+  :class:`PartResult` to the event bus, and watches inference for stalls.
 
 None of them does disk or network I/O, and none waits on a consumer: consumers subscribe to the bus
-and get their own bounded queue (see :mod:`edge_inspect.bus`).
+and get their own bounded queue (see :mod:`edge_inspect.bus`). Each concern's code is in its own
+module of :mod:`edge_inspect.inspection`; this module builds the shared state and runs the threads.
 """
 
 from __future__ import annotations
@@ -17,80 +20,51 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from .belt_tracking import make_part_tracker
-from .bus import EventBus, Subscription
+from .actuation import ChannelError, SchedulerClient, SchedulerSpec
+from .actuation import channel as wire
+from .bus import EventBus
 from .classify import Region
-from .classify.base import Classifier, StagedClassifier
-from .classify.onnx_classifier import PreparedParts
+from .classify.base import Classifier
 from .config.models import AppConfig
-from .decision import decide, extend_pulse, is_defect, resolve
 from .encoders.base import Encoder
-from .errors import CameraError, OutputError
+from .errors import ConfigError, OutputError
 from .events import (
     FailsafeReason,
     PartResult,
-    RegionResult,
     RunPhase,
     RunState,
     StatusSnapshot,
-    Verdict,
 )
+from .inspection.actuation import ActuationMixin
+from .inspection.capture import CaptureMixin
+from .inspection.faults import FaultsMixin
+from .inspection.inference import InferenceMixin
+from .inspection.live_view import LiveView, LiveViewMixin
+from .inspection.results import ResultsMixin
+from .inspection.state import Clock, Job, PreparedJob, RateLimitedLog
+from .inspection.watchdog import WatchdogMixin
 from .outputs.base import DigitalOutput
 from .sources.base import Frame, FrameSource
 from .stats import PartCounters
-from .tracking import TrackedPart, TriggerMatch, TriggerMatcher
+from .tracking import TrackedPart, TriggerMatcher
 from .triggers.base import TriggerInput
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
+__all__ = ["Clock", "Inspector", "LiveView", "RateLimitedLog"]
 
 
-class RateLimitedLog:
-    """Logs a repeating problem at most once per ``interval_s``, with how many were suppressed."""
+class Inspector(
+    CaptureMixin, InferenceMixin, ActuationMixin, ResultsMixin, WatchdogMixin, LiveViewMixin, FaultsMixin
+):
+    """Runs the inspection loop over injected devices (see docs/ARCHITECTURE.md for the contract).
 
-    def __init__(self, interval_s: float = 5.0) -> None:
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, key: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self.interval_s:
-            extra = self._suppressed.pop(key, 0)
-            log.warning("%s%s", message, f" ({extra} similar suppressed)" if extra else "")
-            self._last[key] = now
-        else:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-
-
-@dataclass(frozen=True)
-class _Job:
-    part_id: int
-    frame: Frame
-    deadline_ts_s: float
-
-
-_Prepared = tuple[_Job, Classifier, PreparedParts | None]
-
-
-@dataclass(frozen=True)
-class LiveView:
-    """The newest classified frame with its region results, for the operator's screen."""
-
-    frame: Frame
-    regions: tuple[RegionResult, ...]
-    verdict: Verdict
-
-
-class Inspector:
-    """Runs the inspection loop over injected devices (see docs/ARCHITECTURE.md for the contract)."""
-
-    CAMERA_RETRY_MAX_S = 5.0
-    FAULT_AFTER_CLASSIFIER_ERRORS = 5
+    This class is the orchestration: it builds the shared state, starts and stops the threads, and
+    answers the public controls. Each concern lives in its own module of :mod:`edge_inspect.inspection`.
+    """
 
     def __init__(
         self,
@@ -121,12 +95,22 @@ class Inspector:
         self._regions = [
             Region(r.name, r.x_px, r.y_px, r.width_px, r.height_px) for r in config.inspection.regions
         ]
-        self._tracker = make_part_tracker(config, encoder)
+        if config.line.tracking == "encoder" and config.actuation.mode == "thread" and encoder is None:
+            raise ConfigError("line.tracking 'encoder' needs an [encoder] section and an encoder input")
+        self._scheduler = SchedulerClient(
+            SchedulerSpec.from_config(config), config.actuation.mode,
+            {"reject": reject, "ready": ready, "alarm": alarm}, encoder,
+        )
+        # Parts sent to the scheduler and not yet reported back, with what the result needs (frame, verdict).
+        self._in_flight: dict[int, TrackedPart] = {}
+        self._flight_lock = threading.Lock()
+        self._reject_active = False
+        self._scheduler_stopped = False
+        self.scheduler_realtime = ""
         self._matcher = TriggerMatcher(config.trigger.max_frame_offset_ms / 1000.0)
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.inspection.inference_queue_parts)
-        self._prepared: queue.Queue[_Prepared | None] = queue.Queue(maxsize=2)
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=config.inspection.inference_queue_parts)
+        self._prepared: queue.Queue[PreparedJob | None] = queue.Queue(maxsize=2)
         self._triggers: queue.SimpleQueue[float] = queue.SimpleQueue()
-        self._cond = threading.Condition()
         # State and its reason are one frozen object swapped under a lock: no reader sees one without the other.
         self._phase_lock = threading.Lock()
         self._phase = RunPhase(RunState.STOPPED)
@@ -140,9 +124,6 @@ class Inspector:
         self._accepting = threading.Event()
         self._running = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._pulse_until_ts_s: float | None = None
-        self._next_heartbeat_ts_s = 0.0
-        self._heartbeat_level = False
         self._live: LiveView | None = None
         self._latest_frame: Frame | None = None
         self._consecutive_classifier_errors = 0
@@ -150,6 +131,8 @@ class Inspector:
         self._problems = RateLimitedLog()
         self.parts_started = 0
         self.parts_finished = 0
+        self.parts_announced_late = 0
+        self.late_part_ids: deque[int] = deque(maxlen=100_000)  # recent ones, for the bench
         self._all_done = threading.Event()
         self._loop_beats: dict[str, float] = {}
         self._inference_started_ts_s: float | None = None
@@ -164,17 +147,24 @@ class Inspector:
         self._max_parts = None if max_parts is None else self.parts_started + max_parts
         self._all_done.clear()
         self._set_phase(RunState.STARTING)
-        self._running.set()
-        self._accepting.set()
         if self.encoder is not None:
             self.encoder.start()
+        self._scheduler_stopped = False
+        self._reject_active = False
+        try:
+            self._scheduler.start()  # in process mode: up, its lines open, or OutputError saying why not
+        except OutputError:
+            self._set_phase(RunState.STOPPED)
+            raise
+        self._running.set()
+        self._accepting.set()
         if self.trigger is not None and self.config.trigger.mode == "triggered":
             self.trigger.start(self._on_trigger_edge)
         self._threads = [
             threading.Thread(target=self._capture_loop, name="ei-capture", daemon=True),
             threading.Thread(target=self._prepare_loop, name="ei-prepare", daemon=True),
             threading.Thread(target=self._inference_loop, name="ei-inference", daemon=True),
-            threading.Thread(target=self._actuator_loop, name="ei-actuator", daemon=True),
+            threading.Thread(target=self._actuation_loop, name="ei-actuation", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -188,21 +178,23 @@ class Inspector:
         timeout = drain_timeout_s if drain_timeout_s is not None else self.config.line.travel_delay_s + 2.0
         self._all_done.wait(timeout)
         self._running.clear()
-        with self._cond:
-            self._cond.notify_all()
         try:
             self._jobs.put_nowait(None)
         except queue.Full:
             pass
-        for thread in self._threads:
+        *workers, actuation = self._threads
+        for thread in workers:
             thread.join(timeout=5.0)
+        # Parts that could not drain in time get the fail-safe verdict, never a silent pass: the scheduler
+        # reports them 'stopped' (not fired), goes safe and ends; the actuation thread ends with it.
+        try:
+            self._scheduler.send(wire.Message(wire.STOP))
+        except ChannelError:
+            pass
+        actuation.join(timeout=5.0)
         self._threads = []
-        # Parts that could not drain in time get the fail-safe verdict, never a silent pass.
-        now = float("inf")
-        with self._cond:
-            leftovers = list(self._tracker.pop_due(now))
-        for part in leftovers:
-            self._finish(part, self._clock(), forced_reason=FailsafeReason.STOPPED, fire=False)
+        self._scheduler.join()
+        self._finish_left_behind(FailsafeReason.STOPPED)
         self._safe_outputs()
         with self._phase_lock:
             if self._phase.state is not RunState.FAULT:
@@ -216,7 +208,7 @@ class Inspector:
         if self.encoder is not None:
             self.encoder.close()
         for device in (self.reject, self.ready, self.alarm):
-            if device is not None:
+            if device is not None:  # in process mode a mirror; the scheduler closed the real line at stop
                 try:
                     device.close()
                 except OutputError as error:
@@ -256,36 +248,16 @@ class Inspector:
         if adopt_threshold:
             self._threshold = classifier.threshold
 
-    def subscribe(self, name: str, max_items: int | None = None) -> Subscription[PartResult]:
-        return self.bus.subscribe(name, max_items or self.config.inspection.event_queue_items)
 
-    def software_trigger(self, edge_ts_s: float | None = None) -> None:
-        self._on_trigger_edge(self._clock() if edge_ts_s is None else edge_ts_s)
 
     def reset_counters(self) -> None:
         self.counters = PartCounters()
 
-    def latest_frame(self) -> Frame | None:
-        return self._latest_frame
 
-    def live_view(self) -> LiveView | None:
-        return self._live
 
-    def loop_heartbeats(self) -> dict[str, float]:
-        """When each inspection thread last went round its loop (``clock`` time); empty before start.
 
-        Every loop comes round at least every 0.2 s when healthy; a value that stops advancing means
-        that thread is stuck (a hung camera read or inference), which the systemd watchdog acts on.
-        """
-        return dict(self._loop_beats)
 
-    @property
-    def state(self) -> RunState:
-        return self._phase.state
 
-    def phase(self) -> RunPhase:
-        """The run state with its fault reason, read together."""
-        return self._phase
 
     def status(self) -> StatusSnapshot:
         now = self._clock()
@@ -318,395 +290,40 @@ class Inspector:
             unmatched_frames=self._matcher.frames_unmatched,
         )
 
-    def dropped(self) -> dict[str, int]:
-        """Items dropped per consumer, plus ``camera_frames``: frames the source lost (its ``frames_dropped``)."""
-        dropped = self.bus.dropped()
-        frames_dropped = getattr(self.source, "frames_dropped", None)
-        if frames_dropped is not None:
-            dropped["camera_frames"] = int(frames_dropped)
-        return dropped
 
     # ------------------------------------------------------------------ faults
 
-    def _notify(self, kind: str, key: str, reason: str | None) -> None:
-        for listener in self.condition_listeners:
-            try:
-                listener(kind, key, reason)
-            except Exception:  # a listener's bug must not stop the line
-                log.exception("condition listener failed")
 
-    def _set_phase(self, state: RunState) -> None:
-        with self._phase_lock:
-            self._phase = RunPhase(state, self._phase.fault_reason)
 
-    def _raise_fault(self, key: str, reason: str) -> None:
-        self._notify("fault", key, reason)
-        with self._phase_lock:  # outputs first, then the state: whoever sees FAULT sees ALARM on
-            self._fault_sources[key] = reason
-            was_fault = self._phase.state is RunState.FAULT
-            self._write_quietly(self.alarm, True)
-            self._write_quietly(self.ready, False)
-            self._phase = RunPhase(RunState.FAULT, "; ".join(self._fault_sources.values()))
-        if not was_fault:
-            log.error("FAULT: %s", reason)
 
-    def raise_alarm(self, key: str, reason: str) -> None:
-        """Assert ALARM and show ``reason`` without stopping the line (a consumer's problem, not the loop's)."""
-        if key not in self._alarms:
-            log.warning("ALARM: %s", reason)
-        self._notify("alarm", key, reason)
-        self._alarms[key] = reason
-        self._write_quietly(self.alarm, True)
 
-    def clear_alarm(self, key: str) -> None:
-        if self._alarms.pop(key, None) is None:
-            return
-        self._notify("alarm", key, None)
-        if not self._alarms and self._phase.state is not RunState.FAULT:
-            self._write_quietly(self.alarm, False)
 
-    def _clear_fault(self, key: str) -> None:
-        if key not in self._fault_sources:  # the common case, every frame: no lock
-            return
-        with self._phase_lock:
-            if key not in self._fault_sources:
-                return
-            del self._fault_sources[key]
-            reason = "; ".join(self._fault_sources.values()) or None
-            is_running = not self._fault_sources and self._running.is_set()
-            if is_running:
-                self._write_quietly(self.alarm, bool(self._alarms))
-                self._write_quietly(self.ready, True)
-            self._phase = RunPhase(RunState.RUNNING if is_running else self._phase.state, reason)
-        self._notify("fault", key, None)
-        log.warning("recovered: %s", key)
 
-    def _write_quietly(self, output: DigitalOutput | None, active: bool) -> None:
-        if output is None:
-            return
-        try:
-            output.set(active)
-        except OutputError as error:
-            self._problems.warning(f"write-{output.name}", f"{output.name} output: {error}")
 
-    def _safe_outputs(self) -> None:
-        for output in (self.reject, self.ready):
-            self._write_quietly(output, False)
 
     # ------------------------------------------------------------------ capture thread
 
-    def _on_trigger_edge(self, edge_ts_s: float) -> None:
-        if self._accepting.is_set():  # edges while stopped are not parts; the trigger stays armed for restart
-            self._triggers.put(edge_ts_s)
 
-    def _capture_loop(self) -> None:
-        retry_s = 0.5
-        is_open = True
-        with self._phase_lock:
-            if not self._fault_sources:
-                self._phase = RunPhase(RunState.RUNNING)
-        self._write_quietly(self.ready, True)
-        while self._running.is_set():
-            self._loop_beats["capture"] = self._clock()
-            if not is_open:
-                is_open = self._reopen_camera()
-                if not is_open:
-                    self._drain_triggers(self._clock(), camera_ok=False)
-                    self._sleep_while_running(retry_s)
-                    retry_s = min(retry_s * 2, self.CAMERA_RETRY_MAX_S)
-                    continue
-                retry_s = 0.5
-            try:
-                frame = self.source.read(timeout_s=0.2)
-            except CameraError as error:
-                self._raise_fault("camera", f"camera: {error}")
-                self.source.close()
-                is_open = False
-                continue
-            now = self._clock()
-            if frame is None:
-                silent_s = now - self._last_frame_ts_s
-                if silent_s > self.config.inspection.camera_timeout_ms / 1000.0:
-                    self._raise_fault("camera", f"camera: no frame for {silent_s:.1f} s")
-                self._drain_triggers(now, camera_ok=silent_s <= self.config.trigger.max_frame_offset_ms / 1000.0)
-                continue
-            self._last_frame_ts_s = now
-            self._latest_frame = frame
-            self._clear_fault("camera")
-            if not self._accepting.is_set():
-                continue
-            if self.config.trigger.mode == "free_run":
-                if frame.sequence % self.config.trigger.every_nth_frame == 0:
-                    self._new_part(frame.capture_ts_s, frame, None)
-            else:
-                # Expire edges against this frame's capture time, not the clock: a frame read late (a
-                # starved capture thread) may still be the one that serves an edge.
-                self._drain_triggers(frame.capture_ts_s, camera_ok=True)
-                for match in self._matcher.add_frame(frame):
-                    self._part_from_match(match)
 
-    def _sleep_while_running(self, seconds: float) -> None:
-        """Back off without delaying shutdown, settling trigger edges that arrive meanwhile."""
-        end = self._clock() + seconds
-        while self._running.is_set() and self._clock() < end:
-            self._loop_beats["capture"] = self._clock()
-            time.sleep(0.05)
-            self._drain_triggers(self._clock(), camera_ok=False)
 
-    def _reopen_camera(self) -> bool:
-        try:
-            self.source.open()
-        except CameraError as error:
-            self._problems.warning("camera-open", f"camera still unavailable: {error}")
-            return False
-        return True
 
-    def _drain_triggers(self, now: float, camera_ok: bool) -> None:
-        while True:
-            try:
-                edge = self._triggers.get_nowait()
-            except queue.Empty:
-                break
-            if self._accepting.is_set():
-                self._matcher.add_trigger(edge)
-        reason = None if camera_ok else FailsafeReason.CAMERA_FAULT
-        for match in self._matcher.expire(now):
-            self._part_from_match(match, reason)
 
-    def _part_from_match(self, match: TriggerMatch, reason: FailsafeReason | None = None) -> None:
-        if match.frame is None:
-            self._new_part(match.trigger_ts_s, None, reason or FailsafeReason.MISSED_TRIGGER)
-        else:
-            self._new_part(match.frame.capture_ts_s, match.frame, None)
 
-    def _new_part(self, capture_ts_s: float, frame: Frame | None, reason: FailsafeReason | None) -> None:
-        if self._max_parts is not None and self.parts_started >= self._max_parts:
-            self._accepting.clear()
-            return
-        part_id = self._next_part_id
-        self._next_part_id += 1
-        self.parts_started += 1
-        wall = time.time() - (self._clock() - capture_ts_s)
-        with self._cond:
-            part = self._tracker.add(part_id, capture_ts_s, wall, frame)
-            if reason is not None:
-                self._tracker.fail(part_id, reason)
-            self._cond.notify()
-        if reason is None and frame is not None:
-            try:
-                self._jobs.put_nowait(_Job(part_id, frame, part.deadline_ts_s))
-            except queue.Full:
-                with self._cond:
-                    self._tracker.fail(part_id, FailsafeReason.QUEUE_FULL)
-        if self._max_parts is not None and self.parts_started >= self._max_parts:
-            self._accepting.clear()
 
     # ------------------------------------------------------------------ inference thread
 
-    def _prepare_loop(self) -> None:
-        """Crops and tensors for the next part while the model runs the previous one (2 cores, 2 stages)."""
-        while self._running.is_set():
-            self._loop_beats["prepare"] = self._clock()
-            try:
-                job = self._jobs.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if job is None:
-                break
-            if self._clock() > job.deadline_ts_s:
-                continue  # already too late: the actuator fail-safes it; don't spend CPU on it
-            classifier = self._classifier
-            prepared = None
-            if isinstance(classifier, StagedClassifier):
-                try:
-                    prepared = classifier.prepare(job.frame.image, self._regions)
-                except Exception as error:  # a bad region or frame is a failed classification
-                    self._classification_failed(job, error)
-                    continue
-            self._hand_to_inference((job, classifier, prepared))
-        self._hand_to_inference(None)
 
-    def _hand_to_inference(self, item: _Prepared | None) -> None:
-        while self._running.is_set() or item is None:
-            self._loop_beats["prepare"] = self._clock()  # waiting on a busy model is not a stuck prepare
-            try:
-                self._prepared.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if item is None:
-                    return
 
-    def _inference_loop(self) -> None:
-        while self._running.is_set():
-            self._loop_beats["inference"] = self._clock()
-            try:
-                item = self._prepared.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if item is None:
-                break
-            job, classifier, prepared = item
-            if self._clock() > job.deadline_ts_s:
-                continue
-            threshold = self._threshold
-            self._inference_started_ts_s = self._clock()
-            try:
-                if prepared is not None and isinstance(classifier, StagedClassifier):
-                    scores = classifier.infer(prepared)
-                else:
-                    scores = classifier.classify(job.frame.image, self._regions)
-            except Exception as error:  # any inference failure must become a fail-safe reject
-                self._inference_started_ts_s = None
-                self._classification_failed(job, error)
-                continue
-            self._inference_started_ts_s = None
-            self._consecutive_classifier_errors = 0
-            self._clear_fault("classifier")
-            self._clear_fault("inference-stall")
-            regions = tuple(
-                RegionResult(
-                    s.region.name,
-                    s.region.x_px,
-                    s.region.y_px,
-                    s.region.width_px,
-                    s.region.height_px,
-                    s.defect_score,
-                    is_defect(s.defect_score, threshold),
-                    s.tile_scores,
-                )
-                for s in scores
-            )
-            decision = decide(regions, self._clock())
-            self._live = LiveView(job.frame, regions, decision.verdict)
-            with self._cond:
-                self._tracker.post_decision(job.part_id, decision)
 
-    def _classification_failed(self, job: _Job, error: Exception) -> None:
-        self.counters.count_classifier_error()
-        self._consecutive_classifier_errors += 1
-        self._problems.warning("classify", f"classifier failed on part {job.part_id}: {error!r}")
-        if self._consecutive_classifier_errors >= self.FAULT_AFTER_CLASSIFIER_ERRORS:
-            self._raise_fault("classifier", f"classifier: {error}")
-        with self._cond:
-            self._tracker.fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)
 
-    # ------------------------------------------------------------------ actuator thread
 
-    def _actuator_loop(self) -> None:
-        pulse_s = self.config.line.pulse_width_ms / 1000.0
-        while self._running.is_set():
-            self._loop_beats["actuator"] = self._clock()
-            with self._cond:
-                now = self._clock()
-                due = list(self._tracker.pop_due(now))
-                if not due:
-                    wait_s = self._next_wake_s(now)
-                    if wait_s > 0:
-                        self._cond.wait(wait_s)
-                    now = self._clock()
-                    due = list(self._tracker.pop_due(now))
-                tracker_fault = self._tracker.fault_reason
-            if tracker_fault is not None:
-                self._raise_fault("encoder", tracker_fault)
-            else:
-                self._clear_fault("encoder")
-            for part in due:
-                self._finish(part, now, pulse_s=pulse_s)
-            self._release_pulse(self._clock())
-            self._beat_heartbeat(self._clock())
-            self._watch_inference(self._clock())
-            if self._accepting.is_set() is False and self._running.is_set():
-                with self._cond:
-                    idle = len(self._tracker) == 0
-                if idle and self._pulse_until_ts_s is None:
-                    self._all_done.set()
 
-    def _next_wake_s(self, now: float) -> float:
-        candidates = [0.05]
-        fire = self._tracker.next_fire_ts()
-        if fire is not None:
-            candidates.append(fire - now)
-        if self._pulse_until_ts_s is not None:
-            candidates.append(self._pulse_until_ts_s - now)
-        if self.config.outputs.ready_heartbeat_period_ms > 0:
-            candidates.append(self._next_heartbeat_ts_s - now)
-        return max(min(candidates), 0.0)
+    # ------------------------------------------------------------------ actuation thread
 
-    def _watch_inference(self, now: float) -> None:
-        """An inference running past the latency budget is a stall: FAULT now, not at the next part."""
-        started = self._inference_started_ts_s
-        if started is not None and now - started > self.config.line.latency_budget_s:
-            self._raise_fault("inference-stall", f"inference stalled for {(now - started) * 1000.0:.1f} ms")
 
-    def _beat_heartbeat(self, now: float) -> None:
-        period_s = self.config.outputs.ready_heartbeat_period_ms / 1000.0
-        if period_s <= 0 or self.ready is None or self._phase.state is not RunState.RUNNING:
-            return
-        if now >= self._next_heartbeat_ts_s:
-            self._heartbeat_level = not self._heartbeat_level
-            self._write_quietly(self.ready, self._heartbeat_level)
-            self._next_heartbeat_ts_s = now + period_s / 2.0
 
-    def _release_pulse(self, now: float) -> None:
-        if self._pulse_until_ts_s is not None and now >= self._pulse_until_ts_s:
-            self._pulse_until_ts_s = None
-            self._set_reject(False)
 
-    def _set_reject(self, active: bool) -> bool:
-        try:
-            self.reject.set(active)
-        except OutputError as error:
-            # The diverter cannot act: nothing downstream is safe any more. Stop taking parts.
-            self._raise_fault("reject-output", f"reject output: {error}")
-            self._accepting.clear()
-            return False
-        return True
 
-    def _finish(
-        self,
-        part: TrackedPart,
-        now: float,
-        pulse_s: float = 0.0,
-        forced_reason: FailsafeReason | None = None,
-        fire: bool = True,
-    ) -> None:
-        failsafe_rejects = self.config.line.failsafe_action == "reject"
-        outcome = resolve(part.decision, forced_reason or part.failsafe_reason, part.deadline_ts_s, failsafe_rejects)
-        fired_ts: float | None = None
-        if outcome.is_rejected and fire:
-            if self._pulse_until_ts_s is None:
-                if self._set_reject(True):
-                    fired_ts = self._clock()
-            else:
-                fired_ts = now  # merged into the pulse already asserted
-            if fired_ts is not None:
-                self._pulse_until_ts_s = extend_pulse(self._pulse_until_ts_s, fired_ts, pulse_s)
-        latency_ms = None
-        if part.decision is not None:
-            latency_ms = (part.decision.decided_ts_s - part.capture_ts_s) * 1000.0
-        meta = self._classifier.metadata
-        result = PartResult(
-            part_id=part.part_id,
-            inspection_id=f"{self.run_id}-{part.part_id}",
-            frame_sequence=part.frame.sequence if part.frame is not None else None,
-            capture_ts_s=part.capture_ts_s,
-            capture_wall_time_s=part.capture_wall_time_s,
-            verdict=outcome.verdict,
-            failsafe_reason=outcome.failsafe_reason,
-            is_rejected=outcome.is_rejected,
-            regions=part.decision.regions if part.decision is not None else (),
-            threshold=self._threshold,
-            model_name=meta.model_name,
-            model_version=meta.model_version,
-            latency_ms=latency_ms,
-            scheduled_fire_ts_s=part.fire_ts_s,
-            fired_ts_s=fired_ts,
-            image=part.frame.image if part.frame is not None else None,
-        )
-        # A reject verdict with no pulse (drained at stop, or the write failed) reached the customer unchecked.
-        self.counters.record(
-            now, outcome.verdict, outcome.failsafe_reason, outcome.is_rejected, latency_ms,
-            is_actuated=fired_ts is not None,
-        )
-        self.parts_finished += 1
-        self.bus.publish(result)
+
+
+

@@ -1,42 +1,44 @@
-"""Small PNG charts drawn with OpenCV (no plotting library on edge boxes): ROC curve and histograms."""
+"""Training and evaluation charts drawn by matplotlib (Agg, no display): ROC curve, score histograms per class,
+training curves. Each ``*_figure`` returns the figure (tests read its axis labels), each ``save_*`` writes a PNG.
+
+matplotlib is imported when a chart is drawn, never at import time, so the runtime does not load it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
-WIDTH, HEIGHT, MARGIN = 640, 480, 60
-BLACK, GREY = (0, 0, 0), (200, 200, 200)
-GOOD_COLOUR, DEFECT_COLOUR, LINE_COLOUR = (60, 160, 60), (40, 40, 220), (200, 80, 0)
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+FIGURE_SIZE_IN = (6.4, 4.8)
+DPI = 100
+GOOD_COLOUR, DEFECT_COLOUR, LINE_COLOUR = "#3c9f3c", "#d62828", "#1f5fa8"
 
 
-def _canvas(title: str, x_label: str, y_label: str) -> np.ndarray:
-    image = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
-    cv2.rectangle(image, (MARGIN, MARGIN), (WIDTH - MARGIN, HEIGHT - MARGIN), BLACK, 1)
-    for i in range(1, 5):
-        x = MARGIN + i * (WIDTH - 2 * MARGIN) // 5
-        y = MARGIN + i * (HEIGHT - 2 * MARGIN) // 5
-        cv2.line(image, (x, MARGIN), (x, HEIGHT - MARGIN), GREY, 1)
-        cv2.line(image, (MARGIN, y), (WIDTH - MARGIN, y), GREY, 1)
-    cv2.putText(image, title, (MARGIN, 35), cv2.FONT_HERSHEY_SIMPLEX, 0.7, BLACK, 2, cv2.LINE_AA)
-    cv2.putText(image, x_label, (WIDTH // 2 - 60, HEIGHT - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(image, y_label, (5, MARGIN - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, BLACK, 1, cv2.LINE_AA)
-    for value in (0.0, 0.5, 1.0):
-        x = int(MARGIN + value * (WIDTH - 2 * MARGIN))
-        cv2.putText(image, f"{value:.1f}", (x - 10, HEIGHT - MARGIN + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, BLACK, 1)
-    return image
+def _figure() -> Figure:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=FIGURE_SIZE_IN, dpi=DPI, layout="constrained")
 
 
-def _to_px(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    px = MARGIN + x * (WIDTH - 2 * MARGIN)
-    py = HEIGHT - MARGIN - y * (HEIGHT - 2 * MARGIN)
-    return np.stack([px, py], axis=1).round().astype(np.int32)
+def _save(figure: Figure, path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(str(path), format="png")
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False-positive and true-positive rates as the threshold falls through every score."""
+    """False-positive (false-reject) and true-positive (detection) rates as the threshold falls through every score."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
     order = np.argsort(-scores, kind="mergesort")
     y = labels[order]
     tpr = np.r_[0.0, np.cumsum(y) / max(y.sum(), 1)]
@@ -44,26 +46,86 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return fpr, tpr
 
 
-def save_roc(path: Path, scores: np.ndarray, labels: np.ndarray, auroc_value: float) -> None:
-    image = _canvas(f"ROC curve (AUROC {auroc_value:.4f})", "false-reject rate", "detection rate")
-    cv2.line(image, tuple(_to_px(np.r_[0.0], np.r_[0.0])[0]), tuple(_to_px(np.r_[1.0], np.r_[1.0])[0]), GREY, 1)
+def roc_figure(
+    scores: np.ndarray, labels: np.ndarray, auroc_value: float, ci95: Sequence[float] | None = None
+) -> Figure:
+    figure = _figure()
+    axes = figure.add_subplot(1, 1, 1)
     fpr, tpr = roc_curve(scores, labels)
-    cv2.polylines(image, [_to_px(fpr, tpr)], False, LINE_COLOUR, 2, cv2.LINE_AA)
-    cv2.imwrite(str(path), image)
+    interval = f", 95 % CI {ci95[0]:.3f}..{ci95[1]:.3f}" if ci95 is not None else ""
+    axes.plot([0, 1], [0, 1], color="#999999", linewidth=1, linestyle="--", label="chance")
+    axes.step(fpr, tpr, where="post", color=LINE_COLOUR, linewidth=2, label=f"model (AUROC {auroc_value:.4f})")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.01)
+    axes.set_xlabel("false-reject rate (share of good parts rejected)")
+    axes.set_ylabel("detection rate (share of defects rejected)")
+    axes.set_title(f"ROC curve: {int((~np.asarray(labels, bool)).sum())} good, "
+                   f"{int(np.asarray(labels, bool).sum())} defect{interval}", fontsize=10)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right")
+    return figure
+
+
+def save_roc(
+    path: Path, scores: np.ndarray, labels: np.ndarray, auroc_value: float, ci95: Sequence[float] | None = None
+) -> None:
+    _save(roc_figure(scores, labels, auroc_value, ci95), path)
+
+
+def histogram_figure(scores: np.ndarray, labels: np.ndarray, threshold: float, bins: int = 40) -> Figure:
+    """Defect-score histograms of good and defect images (share of each class), threshold marked."""
+    scores, labels = np.clip(np.asarray(scores, float), 0.0, 1.0), np.asarray(labels, bool)
+    figure = _figure()
+    axes = figure.add_subplot(1, 1, 1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for mask, colour, name in ((~labels, GOOD_COLOUR, "good"), (labels, DEFECT_COLOUR, "defect")):
+        if mask.any():
+            weights = np.full(int(mask.sum()), 1.0 / mask.sum())
+            axes.hist(scores[mask], bins=edges.tolist(), weights=weights, color=colour, alpha=0.55,
+                      label=f"{name} ({int(mask.sum())})")
+    axes.axvline(threshold, color="black", linewidth=1.5, label=f"threshold {threshold:.3f}")
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("defect score (0 = good, 1 = defect)")
+    axes.set_ylabel("share of the class's images")
+    axes.set_title("defect score by class", fontsize=10)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper center")
+    return figure
 
 
 def save_histograms(path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float, bins: int = 40) -> None:
-    image = _canvas("defect score by class", "defect score", "share of class")
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    for mask, colour, name, row in ((~labels, GOOD_COLOUR, "good", 0), (labels, DEFECT_COLOUR, "defect", 1)):
-        counts, _ = np.histogram(np.clip(scores[mask], 0, 1), edges)
-        share = counts / max(counts.sum(), 1)
-        top = max(share.max(), 1e-9)
-        for i, value in enumerate(share):
-            (x0, y0), (x1, _) = _to_px(np.r_[edges[i], edges[i + 1]], np.r_[value / top, 0.0])
-            cv2.rectangle(image, (x0 + 1, y0), (x1 - 1, HEIGHT - MARGIN), colour, 1 + row)
-        legend_at = (WIDTH - MARGIN - 80, MARGIN + 20 + 20 * row)
-        cv2.putText(image, name, legend_at, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 2)
-    (tx, _), = _to_px(np.r_[threshold], np.r_[0.0])
-    cv2.line(image, (int(tx), MARGIN), (int(tx), HEIGHT - MARGIN), BLACK, 2)
-    cv2.imwrite(str(path), image)
+    _save(histogram_figure(scores, labels, threshold, bins), path)
+
+
+def training_figure(history: Sequence[dict[str, float]]) -> Figure:
+    """Loss per epoch (training and validation, left axis) and validation AUROC (right axis)."""
+    if not history or any("epoch" not in row or "loss" not in row for row in history):
+        raise DataError("training curves need at least one epoch with 'epoch' and 'loss'")
+    figure = _figure()
+    axes = figure.add_subplot(1, 1, 1)
+    epochs = [row["epoch"] for row in history]
+    axes.plot(epochs, [row["loss"] for row in history], marker="o", markersize=3, label="training loss")
+    if all("val_loss" in row for row in history):
+        axes.plot(epochs, [row["val_loss"] for row in history], marker="o", markersize=3, label="validation loss")
+    axes.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("loss (class-weighted cross-entropy)")
+    axes.grid(True, alpha=0.3)
+    handles, names = axes.get_legend_handles_labels()
+    aurocs = [row.get("val_auroc", float("nan")) for row in history]
+    if any(np.isfinite(aurocs)):
+        right = axes.twinx()
+        right.plot(epochs, aurocs, color=DEFECT_COLOUR, linestyle="--", label="validation AUROC")
+        right.set_ylabel("validation AUROC")
+        right.set_ylim(min(0.5, float(np.nanmin(aurocs))), 1.0)
+        more, more_names = right.get_legend_handles_labels()
+        handles, names = handles + more, names + more_names
+    axes.legend(handles, names, loc="center right")
+    axes.set_title("training curves", fontsize=10)
+    return figure
+
+
+def save_training_curves(path: Path, history: Sequence[dict[str, float]]) -> None:
+    _save(training_figure(history), path)

@@ -6,10 +6,13 @@ import heapq
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .decision import Decision
 from .events import FailsafeReason
-from .sources.base import Frame
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from .sources.base import Frame
 
 
 @dataclass

@@ -140,6 +140,13 @@ def make_config(model: Path, frames: Path, **sections: dict[str, Any]) -> AppCon
     return config_from_dict(raw)
 
 
+def thread_mode(config: AppConfig) -> AppConfig:
+    """The config with the reject scheduler as a thread, for output objects only this process can drive
+    (gpiozero MockFactory pins, an output that fails on purpose, the simulator's in-process encoder)."""
+    actuation = config.actuation.model_copy(update={"mode": "thread"})
+    return config.model_copy(update={"actuation": actuation})
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import make_config
+from conftest import make_config, thread_mode
 
 from edge_inspect.classify import OnnxClassifier
 from edge_inspect.encoders.simulated import SimulatedEncoder
@@ -29,14 +29,15 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 15.0) -> bool:
 
 
 def _inspector(model_path: Path, replay_folder: Path) -> tuple[Inspector, SimulatedEncoder, SoftwareTrigger]:
-    config = make_config(
+    config = thread_mode(make_config(  # in-process devices: the thread scheduler
+
         model_path,
         replay_folder,
         trigger={"mode": "triggered", "input": {"type": "software"}},
         # top speed 100 mm/s: a 3 s verdict budget and fail-safe fallback, generous on a loaded machine
         line={"travel_delay_ms": None, "camera_to_diverter_mm": 300.0, "belt_speed_mm_s": 100.0, "tracking": "encoder"},
         encoder={"type": "simulated", "pulses_per_mm": 1.0},
-    )
+    ))
     assert config.encoder is not None and config.encoder.type == "simulated"
     encoder = SimulatedEncoder(config.encoder)
     trigger = SoftwareTrigger()
@@ -103,12 +104,13 @@ def test_a_reversing_belt_is_a_fault_and_fail_safes_the_part(model_path: Path, r
 def test_the_app_wires_the_encoder_and_a_dead_one_is_a_fault(model_path: Path, replay_folder: Path) -> None:
     from edge_inspect.app import build_inspector, open_devices
 
-    config = make_config(
+    config = thread_mode(make_config(  # in-process devices: the thread scheduler
+
         model_path,
         replay_folder,
         line={"travel_delay_ms": None, "camera_to_diverter_mm": 100.0, "belt_speed_mm_s": 250.0, "tracking": "encoder"},
         encoder={"type": "simulated", "pulses_per_mm": 1.0},
-    )
+    ))
     with open_devices(config) as devices:
         assert isinstance(devices.encoder, SimulatedEncoder)
         inspector = build_inspector(config, devices)

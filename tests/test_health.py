@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import build_inspector as shared_build_inspector
-from conftest import make_config
+from conftest import make_config, thread_mode
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -165,7 +165,7 @@ def test_a_stuck_inspection_thread_makes_it_unready(inspector: Inspector) -> Non
 
 
 def test_a_reject_output_that_cannot_be_written_makes_it_unready(config: AppConfig) -> None:
-    inspector = build_inspector(config, reject=BrokenOutput())
+    inspector = build_inspector(thread_mode(config), reject=BrokenOutput())  # fails in this process
     client = client_for(inspector)
     inspector.start()  # frames 6 and 7 are defects: the first reject fails and faults the appliance
     wait_for(lambda: "reject_output" in str(readyz(client)[1]["reasons"]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_inspector, make_config
+from conftest import build_inspector, make_config, thread_mode
 from prometheus_client import CollectorRegistry, generate_latest
 
 from edge_inspect.errors import OutputError
@@ -143,7 +143,8 @@ class FailingReject(SimulatedOutput):
 
 
 def test_a_reject_whose_write_failed_is_counted_as_not_actuated(model_path: Path, replay_folder: Path) -> None:
-    inspector = build_inspector(make_config(model_path, replay_folder), reject=FailingReject(name="reject"))
+    config = thread_mode(make_config(model_path, replay_folder))  # the failing output lives in this process
+    inspector = build_inspector(config, reject=FailingReject(name="reject"))
     subscription = inspector.subscribe("test")
     inspector.start()
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SlowClassifier, build_inspector, make_config
+from conftest import SlowClassifier, build_inspector, make_config, thread_mode
 
 from edge_inspect.classify import OnnxClassifier, Region, RegionScore
 from edge_inspect.config import AppConfig
@@ -193,8 +193,7 @@ class FailingOutput(SimulatedOutput):
 
 
 def test_unwritable_reject_output_faults_and_stops_taking_parts(config: AppConfig) -> None:
-    inspector = build_inspector(config)
-    inspector.reject = FailingOutput(name="reject")
+    inspector = build_inspector(thread_mode(config), reject=FailingOutput(name="reject"))
     subscription = inspector.subscribe("test")
     inspector.start()
     deadline = time.monotonic() + 10

@@ -10,7 +10,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from conftest import make_config, thread_mode
 from gpiozero.pins.mock import MockFactory
 
 from edge_inspect.classify import OnnxClassifier
@@ -37,7 +37,8 @@ def absolute_changes(pin: object) -> list[tuple[float, bool]]:
 @pytest.mark.parametrize("active_high", [True, False])
 def test_reject_pulse_on_gpiozero_mock_pin(model_path: Path, replay_folder: Path, active_high: bool) -> None:
     # a 300 ms budget: every part decided even on a loaded machine, so every pulse is a defect's
-    config = make_config(model_path, replay_folder, line={"travel_delay_ms": 300.0, "pulse_width_ms": 12.0})
+    config = thread_mode(make_config(  # in-process devices: the thread scheduler
+       model_path, replay_folder, line={"travel_delay_ms": 300.0, "pulse_width_ms": 12.0}))
     factory = MockFactory()
     reject = GpiozeroOutput(GpiozeroOutputConfig(pin=17, active_high=active_high), pin_factory=factory)
     source = create_source(config.source)

@@ -25,7 +25,14 @@ from edge_inspect.evaluation import (
 )
 from edge_inspect.synth import generate_dataset
 from edge_inspect.train.backbone import LITE_MEAN, LITE_STD, load_backbone, wheel_weights_path
-from edge_inspect.train.pretrained import PatchOptions, train_good_only, train_supervised
+from edge_inspect.train.patch_model import PatchFeatures, greedy_coreset
+from edge_inspect.train.pretrained import (
+    PatchOptions,
+    extract,
+    patch_metadata,
+    train_good_only,
+    train_supervised,
+)
 
 KINDS = ("missing_feature",)
 SIZE_PX = (96, 72)
@@ -87,6 +94,29 @@ def test_operating_points_and_intervals() -> None:
     assert wilson_interval(0, 50)[0] == 0.0 and 0.0 < wilson_interval(0, 50)[1] < 0.1
 
 
+def test_channels_last_extraction_matches_the_exported_layout() -> None:
+    features = PatchFeatures(load_backbone()).eval()
+    images = np.random.default_rng(3).integers(0, 255, (3, 64, 96, 3), dtype=np.uint8)
+    meta = patch_metadata(PatchOptions(Path("."), Path("m.onnx"), "good-only"), 96, 64)
+    fast = extract(features, images, meta, lambda _: None)
+    with torch.no_grad():
+        plain = features(torch.from_numpy(to_tensor(list(images), meta)))
+    assert fast.shape == plain.shape == (3, 152, 8, 12)
+    np.testing.assert_allclose(fast.float().numpy(), plain.numpy(), rtol=2e-3, atol=2e-3)  # float16 storage
+    assert next(features.parameters()).is_contiguous()  # back to the default layout for export
+
+
+def test_coreset_picks_farthest_first() -> None:
+    points = torch.from_numpy(np.random.default_rng(5).normal(size=(400, 8)).astype(np.float32))
+    steps: list[int] = []
+    chosen = greedy_coreset(points, 12, seed=0, projection_dim=8, on_step=steps.append)
+    assert len(set(chosen.tolist())) == 12 and steps[-1] == 12
+    projected = points @ (torch.randn(8, 8, generator=torch.Generator().manual_seed(0)) / 8**0.5)
+    for i in range(1, 12):  # each pick is the point farthest from those already picked
+        nearest = torch.cdist(projected, projected[chosen[:i]]).min(dim=1).values
+        assert float(nearest[chosen[i]]) == pytest.approx(float(nearest.max()), rel=1e-4)
+
+
 def _options(root: Path, mode: str, **extra: Any) -> PatchOptions:
     return PatchOptions(root / "train", root / f"{mode}.onnx", mode, seed=1, input_width_px=96, input_height_px=64,
                         **extra)
@@ -143,10 +173,11 @@ def test_auto_mode_says_why_and_calibrate_takes_good_images(synth: Path, capsys:
     data = synth / "goods"
     out = synth / "auto.onnx"
     args = ["train", str(data), "--out", str(out), "--input-width-px", "96", "--input-height-px", "64",
-            "--bank-size", "128"]
+            "--bank-size", "128", "--plots", str(synth / "auto-plots")]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "mode: good-only (0 defect images" in printed and "ETA" in printed
+    assert [p.name for p in (synth / "auto-plots").iterdir()] == ["histograms.png"]  # no defects: no ROC
     calibrated = synth / "auto.cal.onnx"
     assert main(["calibrate", str(out), str(synth / "held"), "--max-false-reject-rate", "0.05",
                  "--out", str(calibrated)]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -44,3 +45,34 @@ def test_quantize_refuses_to_overwrite_and_bad_data(tmp_path: Path, capsys: pyte
     assert "float model is kept" in capsys.readouterr().err
     assert main(["quantize", str(MODEL), str(tmp_path / "none"), "--out", str(tmp_path / "q.onnx")]) == 3
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_patch_model_quantizes_its_convolutions_and_good_only_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+
+    from edge_inspect.synth import generate_dataset
+    from edge_inspect.train.pretrained import PatchOptions, train_good_only, train_supervised
+
+    generate_dataset(tmp_path / "data", 40, 0.3, seed=5, size_px=(96, 72), kinds=("missing_feature",))
+    options = PatchOptions(tmp_path / "data", tmp_path / "sup.onnx", "supervised", input_width_px=96,
+                           input_height_px=64, epochs=2)
+    train_supervised(options, lambda _: None)
+    out = tmp_path / "sup-int8.onnx"
+    assert main(["quantize", str(options.out_path), str(tmp_path / "data"), "--out", str(out),
+                 "--max-images", "20", "--per-channel"]) == 0
+    graph = onnx.load(str(out)).graph
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs and all(produced_by.get(n.input[1]) == "DequantizeLinear" for n in convs)
+    int8 = OnnxClassifier(out)  # loads and passes its re-recorded self-test
+    assert int8.metadata.model_version.endswith("-int8") and int8.metadata.extra["training.mode"] == "supervised"
+    assert out.stat().st_size < options.out_path.stat().st_size
+
+    good_only = replace(options, out_path=tmp_path / "go.onnx", mode="good-only", bank_size=64)
+    train_good_only(good_only, lambda _: None)
+    assert main(["quantize", str(good_only.out_path), str(tmp_path / "data"), "--out", str(tmp_path / "q.onnx")]) == 3
+    assert "good-only (memory bank) model" in capsys.readouterr().err and not (tmp_path / "q.onnx").exists()

@@ -299,10 +299,11 @@ def test_cli_train(tmp_path: Path, trained: tuple[Path, Any, Path], capsys: pyte
     data, _, _ = trained
     out = tmp_path / "cli.onnx"
     args = ["--epochs", "1", "--input-size-px", "32", "--seed", "1", "--arch", "parts-cnn"]
-    code = main(["train", str(data), "--out", str(out), *args])
+    code = main(["train", str(data), "--out", str(out), *args, "--plots", str(tmp_path / "plots")])
     assert code == 0 and out.is_file()
     printed = capsys.readouterr().out
     assert "epoch   1/1" in printed and "threshold" in printed
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["histograms.png", "roc.png", "training.png"]
 
 
 # -- training learns: held-out generated defects score above good parts -----------------------------

@@ -50,6 +50,44 @@ def _check_outputs(config: AppConfig) -> list[Row]:
     return rows
 
 
+def _check_scheduler(config: AppConfig) -> Row:
+    """Start the reject scheduler as the run would, and report the real-time scheduling it was granted."""
+    from ..actuation import SchedulerClient, SchedulerSpec
+    from ..actuation import channel as wire
+    from ..outputs import SimulatedOutput
+
+    if config.actuation.mode == "thread":
+        return ("reject scheduler", True, "thread mode: the scheduler loop runs in the inspection process")
+    mirrors = {n: SimulatedOutput(name=n) if getattr(config.outputs, n) is not None else None for n in wire.LINES}
+    client = SchedulerClient(SchedulerSpec.from_config(config), "process", dict(mirrors))
+    try:
+        client.start()  # waits for HELLO, or says why the scheduler could not open its lines
+    except EdgeInspectError as error:
+        return ("reject scheduler", False, str(error))
+    hello = None
+    errors: list[str] = []
+    try:
+        deadline = time.monotonic() + 10.0
+        while hello is None and time.monotonic() < deadline and not client.is_gone:
+            for message in client.receive(0.1):
+                if message.kind == wire.HELLO:
+                    hello = message.text
+                elif message.kind == wire.OUTPUT_ERROR:
+                    errors.append(message.text)
+        rss_mb = client.rss_mb()
+        try:
+            client.send(wire.Message(wire.STOP))
+        except EdgeInspectError:
+            pass
+    finally:
+        client.join()
+    if hello is None:
+        detail = "; ".join(errors) or f"the scheduler process did not start ({client.exit_detail()})"
+        return ("reject scheduler", False, detail)
+    rss = f", {rss_mb:.0f} MB resident" if rss_mb is not None else ""
+    return ("reject scheduler", True, f"own process: {hello}{rss}")
+
+
 def _grab_frames(config: AppConfig, count: int) -> list[Frame]:
     source = create_source(config.source)
     frames: list[Frame] = []
@@ -115,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             "file would go unnoticed; record some with `edge-inspect model set-meta MODEL --probe-image SAMPLE.png`",
         ))
     rows.extend(_check_outputs(config))
+    rows.append(_check_scheduler(config))
     if config.trigger.mode == "triggered" and config.trigger.input is not None:
         trigger_config = config.trigger.input
 

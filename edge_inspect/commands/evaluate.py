@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         result["csv"] = str(csv_path)
     if args.plots:
         args.plots.mkdir(parents=True, exist_ok=True)
-        save_roc(args.plots / "roc.png", scores, labels, result["auroc"])
+        save_roc(args.plots / "roc.png", scores, labels, result["auroc"], result["auroc_ci95"])
         save_histograms(args.plots / "histograms.png", scores, labels, threshold)
     if args.json:
         write_json_atomically(args.json, result)

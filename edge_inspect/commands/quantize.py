@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-images", type=int, default=200, help="calibration images used at most")
     parser.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (x86 CPUs without VNNI)")
+    parser.add_argument(
+        "--all-ops",
+        action="store_true",
+        help="patch models: quantize every op (default: only the convolutions; the pooling, upsampling "
+        "and the anomaly map stay float)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -47,7 +53,7 @@ class _ImageReader:
 
 
 def calibration_tensors(classifier: OnnxClassifier, data: Path, max_images: int) -> list[np.ndarray]:
-    items = list_labelled(data, classifier.metadata.good_label)
+    items = list_labelled(data, classifier.metadata.good_label, require_defects=False)  # goods calibrate too
     rng = np.random.default_rng(0)
     chosen = [items[i] for i in sorted(rng.permutation(len(items))[:max_images])]
     tensors = []
@@ -66,14 +72,22 @@ def run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.model.resolve():
         raise ModelError("--out must differ from MODEL: the float model is kept")
     float_model = OnnxClassifier(args.model, warmup_runs=0)
+    if float_model.metadata.extra.get("training.mode") == "good-only":
+        raise ModelError(
+            f"{args.model} is a good-only (memory bank) model: INT8 features move its nearest-neighbour distances "
+            "past the calibrated threshold (on BSData every part was rejected, AUROC 0.79 -> 0.28); "
+            "keep the float32 model (docs/PERFORMANCE.md)"
+        )
     tensors = calibration_tensors(float_model, args.data, args.max_images)
+    patch_model = "training.mode" in float_model.metadata.extra
+    op_types = None if args.all_ops or not patch_model else ["Conv"]
     with tempfile.TemporaryDirectory() as tmp:
         raw_int8 = Path(tmp) / "int8.onnx"
         quantize_static(
             str(args.model), str(raw_int8), _ImageReader(float_model._input_name, tensors),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             per_channel=args.per_channel, reduce_range=args.reduce_range,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=op_types,
         )
         int8 = OnnxClassifier(raw_int8, warmup_runs=0, verify_selftest=False)
         meta = float_model.metadata

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def _positive_int(text: str) -> int:
@@ -82,6 +83,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the model is then run tile-wise, a part scoring as its worst tile",
     )
     parser.add_argument("--tile-stride-px", type=_positive_int, default=0, help="tile step (default 3/4 of the side)")
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="write charts of the held-out split here: roc.png (when it has defects), histograms.png, "
+        "training.png (supervised)",
+    )
     parser.add_argument("--model-name", default=None, help="default parts-patch (parts-cnn for --arch parts-cnn)")
     parser.add_argument("--model-version", default="", help="default: today's date")
     parser.set_defaults(func=run)
@@ -156,7 +164,28 @@ def _run_patch(args: argparse.Namespace, mode: str) -> int:
         f"threshold {result.threshold:.4f}, held-out false rejects {result.false_rejects} of {result.val_good} good"
         f"{defects}"
     )
+    if args.plots:
+        _write_plots(args.plots, result.val_scores, result.val_labels, result.threshold, result.history)
     return 0
+
+
+def _write_plots(
+    folder: Path, scores: Any, labels: Any, threshold: float, history: list[dict[str, float]]
+) -> None:
+    from ..evaluation import auroc, bootstrap_ci
+    from ..plots import save_histograms, save_roc, save_training_curves
+
+    written = []
+    if len(labels) and labels.any() and not labels.all():
+        save_roc(folder / "roc.png", scores, labels, auroc(scores, labels), bootstrap_ci(scores, labels, auroc))
+        written.append("roc.png")
+    if len(labels):
+        save_histograms(folder / "histograms.png", scores, labels, threshold)
+        written.append("histograms.png")
+    if history:
+        save_training_curves(folder / "training.png", history)
+        written.append("training.png")
+    print(f"plots of the held-out split in {folder}: {', '.join(written) or 'none (nothing held out)'}")
 
 
 def _run_parts_cnn(args: argparse.Namespace) -> int:
@@ -192,4 +221,6 @@ def _run_parts_cnn(args: argparse.Namespace) -> int:
     )
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable files: {', '.join(result.skipped)}")
+    if args.plots:
+        _write_plots(args.plots, result.val_scores, result.val_labels, result.threshold, result.history)
     return 0

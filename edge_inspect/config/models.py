@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from .actuation import ActuationConfig
 from .base import StrictModel
 from .defect_log import DefectLogConfig
 from .encoder import EncoderConfig
@@ -315,6 +316,9 @@ class AppConfig(StrictModel):
         default_factory=lambda: LineConfig(travel_delay_ms=250.0), description="Diverter timing."
     )
     outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Output lines.")
+    actuation: ActuationConfig = Field(
+        default_factory=ActuationConfig, description="The reject scheduler that drives the output lines."
+    )
     web: WebConfig = Field(default_factory=WebConfig, description="Operator web view and JSON API.")
     defect_log: DefectLogConfig = Field(default_factory=DefectLogConfig, description="QA defect log.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results publisher.")

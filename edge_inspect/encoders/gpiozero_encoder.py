@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config.encoder import GpiozeroEncoderConfig
 from ..errors import EncoderError
 from ..outputs.gpiozero_output import describe_gpio_error, pin_factory_for
 from .base import Encoder
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from ..config.encoder import GpiozeroEncoderConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config.encoder import JetsonEncoderConfig
 from ..errors import EncoderError
 from ..outputs.jetson import load_jetson_gpio, set_numbering
 from .base import Encoder
 from .quadrature import QuadratureDecoder
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from ..config.encoder import JetsonEncoderConfig
 
 log = logging.getLogger(__name__)
 

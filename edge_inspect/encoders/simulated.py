@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from ..config.encoder import SimulatedEncoderConfig
 from .base import Encoder
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from ..config.encoder import SimulatedEncoderConfig
 
 
 class SimulatedEncoder(Encoder):

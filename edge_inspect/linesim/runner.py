@@ -117,6 +117,8 @@ def sim_config(base: AppConfig, options: SimOptions, profile: SpeedProfile) -> A
             "max_frame_offset_ms": base.trigger.max_frame_offset_ms,
         },
         outputs={"reject": {"type": "simulated"}, "ready": {"type": "simulated"}, "alarm": {"type": "simulated"}},
+        # the belt, its encoder and the diverter are simulated in this process: the scheduler runs beside them
+        actuation={**raw.get("actuation", {}), "mode": "thread"},
     )
     for section in ("web", "mqtt", "defect_log"):
         raw[section]["enabled"] = False

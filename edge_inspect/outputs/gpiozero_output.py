@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config.models import GpiozeroOutputConfig
 from ..errors import OutputError
 from .base import DigitalOutput
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from ..config.models import GpiozeroOutputConfig
 
 log = logging.getLogger(__name__)
 

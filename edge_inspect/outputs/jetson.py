@@ -11,11 +11,13 @@ import importlib
 import logging
 import threading
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config.models import JetsonOutputConfig
 from ..errors import OutputError
 from .base import DigitalOutput
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from ..config.models import JetsonOutputConfig
 
 log = logging.getLogger(__name__)
 

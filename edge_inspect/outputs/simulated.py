@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..config.models import SimulatedOutputConfig
 from .base import DigitalOutput
+
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    from ..config.models import SimulatedOutputConfig
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,11 @@ class SimulatedOutput(DigitalOutput):
     """Drives no pin; keeps the level history so the demo and tests can check timing."""
 
     def __init__(self, config: SimulatedOutputConfig | None = None, name: str = "simulated") -> None:
-        self.config = config or SimulatedOutputConfig()
+        if config is None:
+            from ..config.models import SimulatedOutputConfig as _Default  # lazily: no pydantic in the scheduler
+
+            config = _Default()
+        self.config = config
         self.name = name
         self._lock = threading.Lock()
         self._is_active = False
@@ -48,6 +55,18 @@ class SimulatedOutput(DigitalOutput):
             else:
                 last = self._actuations[-1]
                 self._actuations[-1] = Actuation(last.on_ts_s, now)
+
+    def mirror(self, active: bool, ts_s: float) -> None:
+        """Record a level change that happened elsewhere at ``ts_s`` (the scheduler process's edges)."""
+        with self._lock:
+            if active == self._is_active:
+                return
+            self._is_active = active
+            if active:
+                self._actuations.append(Actuation(ts_s, None))
+            elif self._actuations:
+                last = self._actuations[-1]
+                self._actuations[-1] = Actuation(last.on_ts_s, ts_s)
 
     def actuations(self) -> list[Actuation]:
         """A copy of the recorded assertions, oldest first."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
+    import numpy as np
+
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ runtime returns as the region's ``tile_scores`` heat map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,18 +124,37 @@ class PatchClassifier(nn.Module):
         return _two_class(torch.sigmoid(image_logit(logits))), torch.sigmoid(logits)
 
 
-def greedy_coreset(patches: torch.Tensor, size: int, seed: int, projection_dim: int = 128) -> torch.Tensor:
-    """Indices of ``size`` patches chosen farthest-first (k-centre greedy), on a random projection."""
+def greedy_coreset(
+    patches: torch.Tensor,
+    size: int,
+    seed: int,
+    projection_dim: int = 128,
+    on_step: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Indices of ``size`` patches chosen farthest-first (k-centre greedy), on a random projection.
+
+    Each step is one matrix-vector product (|p - c|^2 = |p|^2 - 2 p.c + |c|^2), not a fresh N x D
+    difference array: that keeps 2,048 steps over 200,000 candidates at seconds, not minutes.
+    ``on_step(i)`` is called after step i (a progress bar).
+    """
     count = patches.shape[0]
     if size >= count:
         return torch.arange(count)
     generator = torch.Generator().manual_seed(seed)
     projection = torch.randn(patches.shape[1], projection_dim, generator=generator) / projection_dim**0.5
-    projected = patches @ projection
+    projected = (patches.float() @ projection).contiguous()
+    squared = (projected * projected).sum(dim=1)
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(count, (1,), generator=generator))
-    nearest = ((projected - projected[chosen[0]]) ** 2).sum(dim=1)
+
+    def to(index: int) -> torch.Tensor:
+        centre = projected[index]
+        return (squared - 2.0 * (projected @ centre) + squared[index]).clamp_min_(0.0)
+
+    nearest = to(int(chosen[0]))
     for i in range(1, size):
         chosen[i] = int(torch.argmax(nearest))
-        nearest = torch.minimum(nearest, ((projected - projected[chosen[i]]) ** 2).sum(dim=1))
+        torch.minimum(nearest, to(int(chosen[i])), out=nearest)
+        if on_step is not None:
+            on_step(i + 1)
     return chosen

@@ -76,6 +76,9 @@ class TrainResult:
     seconds: float
     onnx_relative_error: float
     per_kind_found: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (found, total) in val
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss, val_loss, val_auroc
+    val_scores: Any = None  # validation scores of the kept epoch (numpy), and their labels
+    val_labels: Any = None
 
 
 def _check_options(options: TrainOptions) -> None:
@@ -227,6 +230,7 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=options.epochs)
     best_loss, best_epoch, best_state, best_auroc = float("inf"), 0, copy.deepcopy(network.state_dict()), float("nan")
     epoch = 0
+    history: list[dict[str, float]] = []
     for epoch in range(1, options.epochs + 1):
         if meta.is_tiled:
             images, labels = mil_samples(network, data.images[split.train], data.is_defect[split.train], meta, rng)
@@ -236,6 +240,7 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
         schedule.step()
         val_loss, val_scores = _evaluate(network, criterion, val_images, val_defect, meta)
         val_auroc = auroc(val_scores, data.is_defect[split.val])
+        history.append({"epoch": epoch, "loss": loss, "val_loss": val_loss, "val_auroc": val_auroc})
         improved = val_loss < best_loss
         if improved:
             best_loss, best_epoch, best_auroc = val_loss, epoch, val_auroc
@@ -283,4 +288,7 @@ def train_model(options: TrainOptions, progress: Progress = print) -> TrainResul
         seconds=time.monotonic() - started,
         onnx_relative_error=error,
         per_kind_found=_per_kind(data, split, scores, threshold),
+        history=history,
+        val_scores=np.asarray(scores, float),
+        val_labels=np.asarray(data.is_defect[split.val], bool),
     )

@@ -1,0 +1,107 @@
+"""The prepare and inference threads: crops/tensors for the next part while the model runs this one;
+a verdict goes to the reject scheduler; repeated classifier errors are a FAULT.
+"""
+
+from __future__ import annotations
+
+import queue
+
+from ..actuation import channel as wire
+from ..actuation.schedule import verdict_code
+from ..classify.base import StagedClassifier
+from ..decision import decide, is_defect
+from ..events import FailsafeReason, RegionResult
+from ..tracking import attach_decision
+from .live_view import LiveView
+from .state import InspectorState, Job, PreparedJob
+
+
+class InferenceMixin(InspectorState):
+    FAULT_AFTER_CLASSIFIER_ERRORS = 5
+
+    def _prepare_loop(self) -> None:
+        """Crops and tensors for the next part while the model runs the previous one (2 cores, 2 stages)."""
+        while self._running.is_set():
+            self._loop_beats["prepare"] = self._clock()
+            try:
+                job = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if job is None:
+                break
+            if self._clock() > job.deadline_ts_s:
+                continue  # already too late: the actuator fail-safes it; don't spend CPU on it
+            classifier = self._classifier
+            prepared = None
+            if isinstance(classifier, StagedClassifier):
+                try:
+                    prepared = classifier.prepare(job.frame.image, self._regions)
+                except Exception as error:  # a bad region or frame is a failed classification
+                    self._classification_failed(job, error)
+                    continue
+            self._hand_to_inference((job, classifier, prepared))
+        self._hand_to_inference(None)
+
+    def _hand_to_inference(self, item: PreparedJob | None) -> None:
+        while self._running.is_set() or item is None:
+            self._loop_beats["prepare"] = self._clock()  # waiting on a busy model is not a stuck prepare
+            try:
+                self._prepared.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if item is None:
+                    return
+
+    def _inference_loop(self) -> None:
+        while self._running.is_set():
+            self._loop_beats["inference"] = self._clock()
+            try:
+                item = self._prepared.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            job, classifier, prepared = item
+            if self._clock() > job.deadline_ts_s:
+                continue
+            threshold = self._threshold
+            self._inference_started_ts_s = self._clock()
+            try:
+                if prepared is not None and isinstance(classifier, StagedClassifier):
+                    scores = classifier.infer(prepared)
+                else:
+                    scores = classifier.classify(job.frame.image, self._regions)
+            except Exception as error:  # any inference failure must become a fail-safe reject
+                self._inference_started_ts_s = None
+                self._classification_failed(job, error)
+                continue
+            self._inference_started_ts_s = None
+            self._consecutive_classifier_errors = 0
+            self._clear_fault("classifier")
+            self._clear_fault("inference-stall")
+            regions = tuple(
+                RegionResult(
+                    s.region.name,
+                    s.region.x_px,
+                    s.region.y_px,
+                    s.region.width_px,
+                    s.region.height_px,
+                    s.defect_score,
+                    is_defect(s.defect_score, threshold),
+                    s.tile_scores,
+                )
+                for s in scores
+            )
+            decision = decide(regions, self._clock())
+            self._live = LiveView(job.frame, regions, decision.verdict)
+            with self._flight_lock:
+                attach_decision(self._in_flight, job.part_id, decision)
+            self._send(wire.Message(wire.VERDICT, verdict_code(decision.verdict), job.part_id, decision.decided_ts_s))
+
+    def _classification_failed(self, job: Job, error: Exception) -> None:
+        self.counters.count_classifier_error()
+        self._consecutive_classifier_errors += 1
+        self._problems.warning("classify", f"classifier failed on part {job.part_id}: {error!r}")
+        if self._consecutive_classifier_errors >= self.FAULT_AFTER_CLASSIFIER_ERRORS:
+            self._raise_fault("classifier", f"classifier: {error}")
+        self._fail(job.part_id, FailsafeReason.CLASSIFIER_ERROR)

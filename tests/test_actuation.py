@@ -1,0 +1,215 @@
+"""The reject scheduler for real: its own process, its channel, and the fail-safe it applies by itself."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import build_inspector, make_config, thread_mode
+
+from edge_inspect.actuation import SchedulerClient, SchedulerSpec
+from edge_inspect.actuation import channel as wire
+from edge_inspect.actuation.channel import Decoder, Message, encode
+from edge_inspect.actuation.schedule import reason_of, verdict_code, verdict_of
+from edge_inspect.config import AppConfig
+from edge_inspect.errors import ConfigError, OutputError
+from edge_inspect.events import FailsafeReason, PartResult, RunState, Verdict
+from edge_inspect.outputs import SimulatedOutput
+from edge_inspect.report import collect
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def config(model_path: Path, replay_folder: Path) -> AppConfig:
+    return make_config(model_path, replay_folder)
+
+
+def test_the_framing_round_trips_every_field_and_survives_split_reads() -> None:
+    messages = [
+        Message(wire.PART, 3, 17, 1.5, 2.25, 1.75),
+        Message(wire.OUTPUT_ERROR, 1, text="ready output: chip gone é"),
+        Message(wire.RESOLVED, verdict_code(Verdict.FAILSAFE), 9, math.inf, 2.0, 3.0, reason=1),
+    ]
+    data = b"".join(encode(m) for m in messages)
+    decoder = Decoder()
+    received = [m for i in range(0, len(data), 7) for m in decoder.feed(data[i : i + 7])]
+    assert received == messages
+    assert verdict_of(received[2].code) is Verdict.FAILSAFE and reason_of(received[2].reason) is FailsafeReason.DEADLINE
+
+
+def test_the_process_mode_inspector_rejects_through_the_scheduler_process(config: AppConfig) -> None:
+    inspector = build_inspector(config)
+    subscription = inspector.subscribe("test", max_items=1000)
+    inspector.start(max_parts=16)
+    try:
+        assert inspector.wait_until_done(30)
+        process = inspector._scheduler.process
+        assert process is not None and process.pid != os.getpid()  # a separate interpreter drove the line
+        rss_mb = inspector._scheduler.rss_mb()
+    finally:
+        inspector.stop()
+    results = collect(subscription)
+    rejected = [r for r in results if r.is_rejected]
+    assert len(results) == 16 and rejected
+    assert all(r.fired_ts_s is not None for r in rejected)
+    assert inspector.scheduler_realtime  # the scheduler said what scheduling it got
+    assert rss_mb is not None and rss_mb > 0
+    # The mirror holds the scheduler's edges with its own timestamps: one pulse per reject (or merged ones).
+    assert isinstance(inspector.reject, SimulatedOutput)
+    actuations = inspector.reject.actuations()
+    assert actuations and all(a.off_ts_s is not None for a in actuations)
+    fired = sorted(r.fired_ts_s for r in rejected if r.fired_ts_s is not None)
+    assert actuations[0].on_ts_s == pytest.approx(fired[0], abs=1e-3)
+    assert not inspector.reject.is_active and process.poll() is not None  # safe, and ended with the run
+
+
+def _spec(**changes: object) -> SchedulerSpec:
+    values: dict[str, object] = {
+        "travel_delay_s": 0.15, "latency_budget_s": 0.1, "pulse_width_s": 0.005, "failsafe_rejects": True,
+        "heartbeat_period_s": 0.0, "outputs": {"reject": {"type": "simulated", "active_high": True},
+                                               "ready": {"type": "simulated", "active_high": True}, "alarm": None},
+        "realtime": False,
+    }
+    values.update(changes)
+    return SchedulerSpec(**values)  # type: ignore[arg-type]
+
+
+def _read_until(
+    client: SchedulerClient, done: Callable[[list[Message]], bool], timeout_s: float = 10.0
+) -> list[Message]:
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while not done(messages):
+        assert time.monotonic() < deadline, f"timed out; got {messages}"
+        messages += client.receive(0.05)
+    return messages
+
+
+@pytest.mark.parametrize("sender_ends", [False, True], ids=["sender-silent", "sender-gone"])
+def test_parts_whose_verdict_never_comes_are_rejected_by_the_scheduler(sender_ends: bool) -> None:
+    """What a SIGSTOPped or killed inspection process leaves: parts announced, no verdicts, maybe no channel."""
+    lines = {"reject": SimulatedOutput(name="reject"), "ready": None, "alarm": None}
+    client = SchedulerClient(_spec(), "process", lines)  # type: ignore[arg-type]
+    client.start()
+    try:
+        now = time.monotonic()
+        due = [now + 0.2 + 0.05 * i for i in range(4)]
+        for i, fire_ts in enumerate(due):
+            client.send(Message(wire.PART, 0, i + 1, fire_ts - 0.15, fire_ts, fire_ts - 0.05))
+        client.send(Message(wire.VERDICT, verdict_code(Verdict.GOOD), 2, now))  # only part 2 got its verdict
+        if sender_ends:
+            assert client.endpoint is not None
+            os.close(client.endpoint.write_fd)  # as kill -9 would: the scheduler sees its channel end
+        messages = _read_until(client, lambda ms: sum(m.kind == wire.RESOLVED for m in ms) == 4)
+        resolved = {m.part_id: m for m in messages if m.kind == wire.RESOLVED}
+        assert verdict_of(resolved[2].code) is Verdict.GOOD and math.isnan(resolved[2].a)
+        for part_id in (1, 3, 4):
+            assert verdict_of(resolved[part_id].code) is Verdict.FAILSAFE
+            assert reason_of(resolved[part_id].reason) is FailsafeReason.DEADLINE
+            assert not math.isnan(resolved[part_id].a)  # fired
+            assert resolved[part_id].a >= due[part_id - 1]  # never early
+        if sender_ends:
+            assert client.process is not None
+            client.process.wait(10)  # with nothing left in flight it went safe and ended on its own
+    finally:
+        client.join()
+
+
+def test_process_mode_refuses_an_output_it_cannot_drive(config: AppConfig) -> None:
+    class Failing(SimulatedOutput):
+        pass
+
+    with pytest.raises(ConfigError, match='mode = "thread"'):
+        build_inspector(config, reject=Failing(name="reject"))
+    build_inspector(thread_mode(config), reject=Failing(name="reject")).close()
+
+
+def test_a_dead_scheduler_process_is_a_fault_and_outputs_go_safe(config: AppConfig) -> None:
+    inspector = build_inspector(config)
+    subscription = inspector.subscribe("test", max_items=1000)
+    inspector.start()
+    try:
+        wait_for(lambda: inspector.state is RunState.RUNNING and inspector.parts_finished > 2, what="parts")
+        assert isinstance(inspector.ready, SimulatedOutput) and inspector.ready.is_active
+        process = inspector._scheduler.process
+        assert process is not None
+        os.kill(process.pid, signal.SIGKILL)
+        wait_for(lambda: inspector.state is RunState.FAULT, what="FAULT")
+        reason = inspector.status().fault_reason or ""
+        assert "reject scheduler stopped" in reason and "signal 9" in reason
+        assert not inspector.ready.is_active
+        assert isinstance(inspector.alarm, SimulatedOutput) and inspector.alarm.is_active
+        started = inspector.parts_started
+        time.sleep(0.3)
+        assert inspector.parts_started == started  # no more parts taken: none could be rejected
+    finally:
+        inspector.stop()
+    results = collect(subscription)
+    assert inspector.parts_started == inspector.parts_finished == len(results)
+
+
+def test_the_pause_test_every_part_in_flight_is_rejected_while_inspection_is_frozen(
+    model_path: Path, replay_folder: Path
+) -> None:
+    """A real child inspection process, SIGSTOPped for 200 ms: its scheduler rejects every part in flight."""
+    from edge_inspect.pause_test import run_pause_test
+
+    config = make_config(model_path, replay_folder, line={"travel_delay_ms": 150.0, "pulse_width_ms": 2.0})
+    figures = run_pause_test(config, rate_fps=60.0, pause_s=0.2, warmup_s=0.5)
+    assert figures["parts_in_flight"] > 0 and figures["due_during_pause"] > 0
+    assert figures["rejected"] == figures["parts_in_flight"]  # every one fired, none passed unchecked
+    assert figures["by_verdict"] + figures["by_failsafe"] == figures["parts_in_flight"]
+    # (parts whose verdict was frozen in the stopped process: see the verdict-never-comes test above)
+
+
+def test_encoder_tracking_in_the_scheduler_process_keeps_its_fault_handling(
+    model_path: Path, replay_folder: Path
+) -> None:
+    """The scheduler process opens the encoder (gpiozero mock pins there: no pulse ever comes): the stall
+    fault reaches the inspection side as FAULT, and every part fires fail-safe at the nominal time."""
+    config = make_config(
+        model_path, replay_folder,
+        line={"travel_delay_ms": None, "camera_to_diverter_mm": 100.0, "belt_speed_mm_s": 500.0,
+              "tracking": "encoder"},
+        encoder={"type": "gpiozero", "pin_a": 5, "pin_factory": "mock", "pulses_per_mm": 1.0},
+    )
+    inspector = build_inspector(config)
+    subscription = inspector.subscribe("test", max_items=1000)
+    seen: list[PartResult] = []
+
+    def has_failsafe_part() -> bool:
+        seen.extend(collect(subscription))
+        return any(r.failsafe_reason is FailsafeReason.ENCODER_FAULT for r in seen)
+
+    inspector.start()
+    try:
+        wait_for(lambda: inspector.state is RunState.FAULT, what="the encoder FAULT")
+        assert "encoder" in str(inspector._fault_sources)
+        wait_for(has_failsafe_part, what="fail-safe parts")
+    finally:
+        inspector.stop()
+    results = seen + collect(subscription)
+    failsafe = [r for r in results if r.failsafe_reason is FailsafeReason.ENCODER_FAULT]
+    assert failsafe and all(r.is_rejected and r.fired_ts_s is not None for r in failsafe)
+
+
+def test_a_scheduler_that_cannot_open_its_lines_fails_the_start_with_the_reason(
+    model_path: Path, replay_folder: Path
+) -> None:
+    config = make_config(model_path, replay_folder, outputs={"reject": {"type": "jetson", "pin": 7}})
+    inspector = build_inspector(config)  # a mirror here; the scheduler process opens the Jetson pin
+    with pytest.raises(OutputError, match=r"reject scheduler: .*Jetson"):
+        inspector.start()
+    assert inspector.state is RunState.STOPPED
+    inspector.close()
