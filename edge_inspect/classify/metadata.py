@@ -19,6 +19,10 @@ SCHEMA_VERSION = "1"
 ColorOrder = Literal["RGB", "BGR", "GRAY"]
 Layout = Literal["NCHW", "NHWC"]
 OutputKind = Literal["probabilities", "logits", "sigmoid"]
+PreprocessOrder = Literal["resize_then_convert", "convert_then_resize"]
+PREPROCESS_ORDERS: tuple[PreprocessOrder, ...] = ("resize_then_convert", "convert_then_resize")
+LEGACY_PREPROCESS_ORDER: PreprocessOrder = "resize_then_convert"
+"""What a model file without the ``preprocess_order`` key gets: the order every model before it was trained with."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class ModelMetadata:
     output: OutputKind = "logits"
     tile_size_px: int = 0
     tile_stride_px: int = 0
+    # Matters for GRAY models: "convert_then_resize" turns the crop grey before the area resize (a third
+    # of the bytes to resize); the two orders round differently, so a model runs in the order it was
+    # trained in. For RGB/BGR both orders give the same pixels (the resize works per channel).
+    preprocess_order: PreprocessOrder = LEGACY_PREPROCESS_ORDER
     selftest_tolerance: float = 1e-3
     selftest_probes: tuple[SelfTestProbe, ...] = field(default=(), repr=False)
     extra: dict[str, str] = field(default_factory=dict, repr=False)
@@ -71,6 +79,8 @@ class ModelMetadata:
             problems.append(f"good_label {self.good_label!r} is not one of the labels {list(self.labels)}")
         if self.output == "sigmoid" and len(self.labels) != 2:
             problems.append("a sigmoid model needs exactly two labels (good and defect)")
+        if self.preprocess_order not in PREPROCESS_ORDERS:
+            problems.append(f"preprocess_order {self.preprocess_order!r} is not {' or '.join(PREPROCESS_ORDERS)}")
         if not 0.0 <= self.threshold <= 1.0:
             problems.append(f"threshold {self.threshold} is outside 0..1")
         channels = 1 if self.color_order == "GRAY" else 3
@@ -121,6 +131,7 @@ class ModelMetadata:
             "output": self.output,
             "tile_size_px": str(self.tile_size_px),
             "tile_stride_px": str(self.tile_stride_px),
+            "preprocess_order": self.preprocess_order,
         }
         if self.selftest_probes:
             props["selftest"] = json.dumps(
@@ -192,6 +203,7 @@ class ModelMetadata:
                 output=ours.get("output", "logits"),  # type: ignore[arg-type]
                 tile_size_px=number("tile_size_px", int, "0"),
                 tile_stride_px=number("tile_stride_px", int, "0"),
+                preprocess_order=ours.get("preprocess_order", LEGACY_PREPROCESS_ORDER),  # type: ignore[arg-type]
                 selftest_tolerance=tolerance,
                 selftest_probes=probes,
                 extra=extra,

@@ -21,6 +21,7 @@ from ..classify import OnnxClassifier
 from ..classify.metadata import PREFIX, ModelMetadata, SelfTestProbe
 from ..classify.model_file import next_free_name, read_props, write_metadata
 from ..classify.onnx_classifier import open_session
+from ..classify.preprocess import fit_to_input_bgr
 from ..errors import ImageError, ModelError
 from ..sources.replay import list_images
 
@@ -45,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     set_meta.add_argument("--threshold", type=float, help="defect-score threshold, 0..1")
     set_meta.add_argument("--color-order", choices=["RGB", "BGR", "GRAY"])
     set_meta.add_argument("--layout", choices=["NCHW", "NHWC"])
+    set_meta.add_argument(
+        "--preprocess-order", choices=["resize_then_convert", "convert_then_resize"],
+        help="GRAY models: resize then turn grey (the default for a file without the key) or grey first",
+    )
     set_meta.add_argument("--scale", type=float, help="pixel multiplier before mean/std (1/255: 0.00392156862745098)")
     set_meta.add_argument("--mean", help="comma-separated, e.g. 0.485,0.456,0.406")
     set_meta.add_argument("--std", help="comma-separated, e.g. 0.229,0.224,0.225")
@@ -100,6 +105,7 @@ def _updated(base: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     simple = {
         "model_name": args.model_name, "model_version": args.model_version, "labels": args.labels,
         "good_label": args.good_label, "color_order": args.color_order, "layout": args.layout,
+        "preprocess_order": args.preprocess_order,
         "mean": args.mean, "std": args.std, "output": args.output,
         "threshold": None if args.threshold is None else repr(args.threshold),
         "scale": None if args.scale is None else repr(args.scale),
@@ -151,7 +157,7 @@ def record_probes(classifier: OnnxClassifier, images: list[np.ndarray]) -> tuple
     meta = classifier.metadata
     probes = []
     for image in images:
-        small = cv2.resize(image, (meta.input_width_px, meta.input_height_px), interpolation=cv2.INTER_AREA)
+        small = fit_to_input_bgr(image, meta)  # what the runtime makes of it (grey first if the model says so)
         ok, png = cv2.imencode(".png", small)
         if not ok:
             raise ModelError("could not encode a self-test probe as PNG")

@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--color-order", choices=["GRAY", "RGB", "BGR"], default="GRAY", help="network input colours")
     parser.add_argument(
+        "--preprocess-order",
+        choices=["convert_then_resize", "resize_then_convert"],
+        default="convert_then_resize",
+        help="parts-cnn, GRAY: turn frames grey before the area resize (default, about half the per-part "
+        "preprocessing) or after it (the order of models trained before 2026-12)",
+    )
+    parser.add_argument(
         "--tile-size-px",
         type=_positive_int,
         default=0,
@@ -199,6 +206,7 @@ def _run_parts_cnn(args: argparse.Namespace) -> int:
         model_name=args.model_name or "parts-cnn",
         model_version=args.model_version,
         color_order=args.color_order,
+        preprocess_order=args.preprocess_order,
         tile_size_px=args.tile_size_px,
         tile_stride_px=args.tile_stride_px,
     )

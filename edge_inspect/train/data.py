@@ -2,7 +2,7 @@
 
 ``good/`` + ``defect/<type>/`` works too: everything below a defect folder counts, and the sub-folder is
 kept as the defect kind for per-kind figures. Images are decoded once and resized to the model input
-with the runtime's own :func:`resize_to_input`, so training sees exactly what the line will.
+with the runtime's own reduction (:func:`fit_to_input_bgr`), so training sees exactly what the line will.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..classify.metadata import ModelMetadata
-from ..classify.preprocess import resize_to_input
+from ..classify.preprocess import fit_to_input_bgr
 from ..dataset import list_labelled
 from ..errors import DataError
 
@@ -82,7 +82,7 @@ def load_dataset(
         if image is None:
             skipped.append(name)
             continue
-        images.append(resize_to_input(image, meta) if scale is None else _scaled(image, scale))
+        images.append(fit_to_input_bgr(image, meta) if scale is None else _scaled(image, scale))
         labels.append(item.is_defect)
         kinds.append(f"{folder}/{known[name]}" if name in known and item.is_defect else folder)
         names.append(name)

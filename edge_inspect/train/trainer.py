@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..classify.metadata import ColorOrder, ModelMetadata
+from ..classify.metadata import ColorOrder, ModelMetadata, PreprocessOrder
 from ..classify.preprocess import iter_tiles, to_tensor
 from ..errors import DataError
 from ..evaluation import auroc, rates_at, widest_margin_threshold
@@ -50,6 +50,7 @@ class TrainOptions:
     model_name: str = "parts-cnn"
     model_version: str = ""  # empty: today's date
     color_order: ColorOrder = "GRAY"
+    preprocess_order: PreprocessOrder = "convert_then_resize"  # grey before the resize: half the preprocessing
     width: int = 16
     tile_size_px: int = 0  # 0: whole image; else train on tiles of this native side (worst tile counts)
     tile_stride_px: int = 0  # default: three quarters of the tile side
@@ -109,6 +110,7 @@ def base_metadata(options: TrainOptions) -> ModelMetadata:
         good_label=LABELS[0],
         threshold=0.5,
         color_order=options.color_order,
+        preprocess_order=options.preprocess_order,
         layout="NCHW",
         scale=1.0 / 255.0,
         mean=(0.5,),
