@@ -81,7 +81,9 @@ class SchedulerClient:
         self.endpoint = Endpoint(to_us_r, to_loop_w)
         bank = OutputBank(
             self.lines,
-            on_edge=lambda line, active, ts, seq: loop_end.post(Message(channel.EDGE, line, seq, a=ts, b=float(active))),
+            on_edge=lambda line, active, ts, seq: loop_end.post(
+                Message(channel.EDGE, line, seq, a=ts, b=float(active))
+            ),
             on_error=lambda line, text: loop_end.post(Message(channel.OUTPUT_ERROR, line, text=text)),
         )
         self._bank = bank
