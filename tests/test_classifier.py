@@ -57,6 +57,13 @@ def test_scores_follow_the_model(model_path: Path) -> None:
     assert flat == pytest.approx(expected_brightness_score(100), rel=1e-5)
 
 
+def test_a_path_given_as_a_string_opens_the_same_model(model_path: Path) -> None:
+    classifier = OnnxClassifier(str(model_path), warmup_runs=0)
+    assert classifier.path == model_path and classifier.metadata.threshold > 0
+    with pytest.raises(ModelError, match=r"missing\.onnx"):
+        OnnxClassifier(str(model_path.parent / "missing.onnx"), warmup_runs=0)
+
+
 def test_each_region_is_classified(model_path: Path) -> None:
     image = solid_image(DARK, 100, 50)
     image[:, 50:] = BRIGHT

@@ -93,7 +93,7 @@ class OnnxClassifier:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
@@ -102,6 +102,7 @@ class OnnxClassifier:
     ) -> None:
         import onnxruntime as ort
 
+        path = Path(path)  # a str from a script or notebook works as a Path would
         self.path = path
         self._session: ort.InferenceSession = open_session(
             path, providers, intra_op_threads, inter_op_threads
