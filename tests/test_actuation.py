@@ -242,3 +242,27 @@ def test_an_edge_reported_before_the_latest_command_does_not_move_the_mirror() -
     finally:
         client.send(Message(wire.STOP))
         client.join()
+
+
+def test_reject_edges_still_reach_the_mirror_after_the_reject_line_was_commanded_off() -> None:
+    """Outputs go safe at stop (reject commanded off here, not sent); after a restart the scheduler's reject
+    edges must still be mirrored, or the report would count no pulse."""
+    reject = SimulatedOutput(name="reject")
+    client = SchedulerClient(_spec(outputs={"reject": {"type": "simulated", "active_high": True}, "ready": None,
+                                            "alarm": None}),
+                             "process", {"reject": reject, "ready": None, "alarm": None})  # type: ignore[arg-type]
+    client.command_line(0, False)
+    client.start()
+    try:
+        client.command_line(0, False)
+        fire_ts = time.monotonic() + 0.2
+        client.send(Message(wire.PART, 0, 1, fire_ts - 0.15, fire_ts, fire_ts - 0.05))
+        client.send(Message(wire.VERDICT, verdict_code(Verdict.DEFECT), 1, time.monotonic()))
+        messages = _read_until(client, lambda ms: sum(m.kind == wire.EDGE and m.code == 0 for m in ms) == 2)
+        for message in messages:
+            if message.kind == wire.EDGE:
+                client.on_edge(message)
+        assert len(reject.actuations()) == 1 and not reject.is_active
+    finally:
+        client.send(Message(wire.STOP))
+        client.join()

@@ -58,7 +58,9 @@ def test_run_max_parts_writes_the_report(tmp_path: Path, model_path: Path, repla
     for row in rows:  # which frames became parts depends on load (a busy reader skips frames), verdicts do not
         assert (row["verdict"] == "defect") == (row["image"] in {"part_06.png", "part_07.png"})
     assert report["defect"] == sum(row["verdict"] == "defect" for row in rows) > 0
-    assert len(report["reject_actuations"]) == report["defect"]
+    assert all(row["fire_error_ms"] is not None for row in rows if row["verdict"] == "defect")  # each one fired
+    # two parts the reader caught up on fire closer than a pulse width: they share one (longer) pulse
+    assert 1 <= len(report["reject_actuations"]) <= report["defect"]
     assert all(a["width_ms"] >= 10.0 for a in report["reject_actuations"])
 
 

@@ -71,6 +71,7 @@ class SchedulerClient:
 
     def start(self) -> None:
         self.is_stopped_cleanly = False
+        self._command_seq = [0] * len(channel.LINES)  # a new scheduler counts from 0 again
         if self.is_process:
             self.process, self.endpoint = spawn(self.spec)
             self._await_hello()
@@ -133,7 +134,8 @@ class SchedulerClient:
             return
         if self.is_process:
             assert isinstance(device, SimulatedOutput)
-            self._command_seq[line] += 1
+            if line != 0:  # only READY/ALARM commands reach the scheduler; the reject line's edges stay current
+                self._command_seq[line] += 1
             device.set(active)  # the mirror follows the command at once; the scheduler's edges follow
         elif self._bank is not None:
             self._bank.write(line, active)
