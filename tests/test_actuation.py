@@ -111,6 +111,7 @@ def test_parts_whose_verdict_never_comes_are_rejected_by_the_scheduler(sender_en
         if sender_ends:
             assert client.endpoint is not None
             os.close(client.endpoint.write_fd)  # as kill -9 would: the scheduler sees its channel end
+            client.endpoint.write_fd = -1  # closed here: join must not close that number again
         messages = _read_until(client, lambda ms: sum(m.kind == wire.RESOLVED for m in ms) == 4)
         resolved = {m.part_id: m for m in messages if m.kind == wire.RESOLVED}
         assert verdict_of(resolved[2].code) is Verdict.GOOD and math.isnan(resolved[2].a)

@@ -118,6 +118,7 @@ class Endpoint:
         self.is_peer_gone = False  # the other end closed its write side (EOF on ours)
         self.is_write_closed = False  # the other end closed its read side (EPIPE on ours)
         self.dropped = 0
+        self.is_closed = False
 
     def fileno(self) -> int:
         return self.read_fd
@@ -130,13 +131,17 @@ class Endpoint:
             readable, _, _ = select.select([self.read_fd], [], [], timeout_s)
         except InterruptedError:
             return []
+        except (OSError, ValueError):
+            if self.is_closed:  # closed by another thread while this one waited
+                return []
+            raise
         if not readable:
             return []
         return self.read_available()
 
     def read_available(self) -> list[Message]:
         messages: list[Message] = []
-        while True:
+        while not self.is_closed:
             try:
                 data = os.read(self.read_fd, 65536)
             except BlockingIOError:
@@ -147,11 +152,14 @@ class Endpoint:
                 self.is_peer_gone = True
                 return messages
             messages += self._decoder.feed(data)
+        return messages
 
     def send(self, message: Message) -> None:
         """Send now or raise ChannelError (the inspection side: a full pipe means the scheduler is stuck)."""
         data = encode(message)
         with self._send_lock:
+            if self.is_closed:
+                raise ChannelError("the reject scheduler's channel is closed")
             try:
                 written = os.write(self.write_fd, data)
             except BlockingIOError:
@@ -200,8 +208,15 @@ class Endpoint:
         return bool(self._outbox)
 
     def close(self) -> None:
-        for fd in (self.read_fd, self.write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Close both fds once. A second close would hit whatever the process opened under those numbers
+        since (a socket, another library's pipe), so it is a no-op, and so is any later read or write."""
+        with self._send_lock, self._outbox_lock:
+            if self.is_closed:
+                return
+            self.is_closed = True
+            self.is_peer_gone = self.is_write_closed = True
+            for fd in (self.read_fd, self.write_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
