@@ -116,6 +116,43 @@ def test_a_live_source_hands_the_newest_frame_to_a_slow_reader_and_counts_the_re
         source.close()
 
 
+def test_a_stream_that_ends_before_open_looks_is_not_a_failed_open(
+    video_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded machine: the capture thread opened the file, grabbed it to its end and failed there before
+    open() looked. open() succeeds; read() hands over the last frame and then reports the end."""
+    from edge_inspect.sources import opencv
+
+    ended = threading.Event()
+
+    class Source(OpenCVSource):
+        def _grab_loop(self, capture: cv2.VideoCapture, session: opencv._Session) -> None:
+            super()._grab_loop(capture, session)
+            ended.set()
+
+    class OpenedLate(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            return super().wait(timeout) and ended.wait(timeout)
+
+    class Session(opencv._Session):
+        def __init__(self) -> None:
+            super().__init__()
+            self.opened = OpenedLate()
+
+    monkeypatch.setattr(opencv, "_Session", Session)
+    source = Source(OpenCVSourceConfig(device=str(video_file)))
+    source.is_live = True
+    try:
+        source.open()
+        assert ended.is_set()
+        frame = source.read(timeout_s=1.0)
+        assert frame is not None and frame.sequence == FRAME_COUNT - 1
+        with pytest.raises(CameraError, match="reads in a row failed"):
+            source.read(timeout_s=1.0)
+    finally:
+        source.close()
+
+
 def test_the_source_opens_again_after_close(video_file: Path) -> None:
     source = OpenCVSource(OpenCVSourceConfig(device=str(video_file)))
     source.open()

@@ -94,7 +94,15 @@ class _Session:
         self.error: str | None = None
         self.stop = threading.Event()
         self.opened = threading.Event()
+        self.open_error: str | None = None  # why opening failed; an error of the stream after it is not one
         self.thread: threading.Thread | None = None
+
+    def mark_opened(self) -> None:
+        """Opening is over: what went wrong so far is the open's error (set before ``opened``, read after)."""
+        if not self.opened.is_set():
+            with self.cond:
+                self.open_error = self.error
+            self.opened.set()
 
     def fail(self, message: str) -> None:
         with self.cond:
@@ -142,8 +150,9 @@ class OpenCVSource(FrameSource):
                 f"opencv source: could not open {describe_device(self.device)} "
                 f"(no answer within {self.config.open_timeout_s:g} s)"
             )
-        with session.cond:
-            error = session.error
+        # Only what failed while opening: a short file read to its end before this thread looked (a loaded
+        # machine) is the stream's news, for read() to report, not a failed open.
+        error = session.open_error
         if error is not None:
             session.stop.set()
             raise CameraError(error)
@@ -182,13 +191,13 @@ class OpenCVSource(FrameSource):
         capture = None
         try:
             capture = self._open_capture(session)
-            session.opened.set()
+            session.mark_opened()
             if capture is not None and not session.stop.is_set():
                 self._grab_loop(capture, session)
         except Exception as error:  # the thread must never die silently: report and end the stream
             session.fail(f"opencv source: {describe_device(self.device)}: {type(error).__name__}: {error}")
         finally:
-            session.opened.set()
+            session.mark_opened()
             if capture is not None:
                 capture.release()
 
