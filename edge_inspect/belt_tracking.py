@@ -131,6 +131,11 @@ class EncoderPartTracker:
         soonest_s = max(min(remaining) / counts_per_s, self.poll_s) if remaining else math.inf
         return min([self._last_poll_ts_s + soonest_s, *waiting])
 
+    def next_may_fire_ts(self) -> float | None:
+        """Encoder tracking cannot tell a part's fire time in advance: every look may fire (the scheduler
+        spins for each, as it did for every part before)."""
+        return self.next_fire_ts()
+
     def pop_due(self, now_s: float) -> Iterator[TrackedPart]:
         """Parts the belt has carried to the diverter, in capture order; all of them when ``now_s`` is inf."""
         if math.isinf(now_s):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .decision import Decision
-from .events import FailsafeReason
+from .events import FailsafeReason, Verdict
 
 if TYPE_CHECKING:  # annotations only: the scheduler process imports this module without numpy/pydantic
     from .sources.base import Frame
@@ -45,6 +45,19 @@ def mark_failed(parts: Mapping[int, TrackedPart], part_id: int, reason: Failsafe
     if part is not None and part.failsafe_reason is None:
         part.failsafe_reason = reason
 
+
+def is_settled_pass(part: TrackedPart) -> bool:
+    """True if ``part`` can no longer be rejected: a GOOD verdict that came by its deadline and no fail-safe
+    reason. Such a part's fire time drives no output edge, so the scheduler need not spin for it; a
+    fail-safe reason given later (``mark_failed``) makes it False again."""
+    decision = part.decision
+    return (
+        part.failsafe_reason is None
+        and decision is not None
+        and decision.verdict is Verdict.GOOD
+        and decision.decided_ts_s <= part.deadline_ts_s
+    )
+
 @dataclass
 class PartTracker:
     """The FIFO of parts in flight, ordered by when they reach the diverter ("tag and tracking")."""
@@ -53,6 +66,8 @@ class PartTracker:
     latency_budget_s: float
     _heap: list[tuple[float, int]] = field(default_factory=list)
     _parts: dict[int, TrackedPart] = field(default_factory=dict)
+    _may_fire: list[tuple[float, int]] = field(default_factory=list)
+    """The fire times that may drive the reject line (lazily pruned of settled passes and parts gone)."""
 
     def add(
         self, part_id: int, capture_ts_s: float, wall_time_s: float, frame: Frame | None
@@ -67,6 +82,7 @@ class PartTracker:
         )
         self._parts[part_id] = part
         heapq.heappush(self._heap, (part.fire_ts_s, part_id))
+        heapq.heappush(self._may_fire, (part.fire_ts_s, part_id))
         return part
 
     @property
@@ -76,13 +92,34 @@ class PartTracker:
 
     def post_decision(self, part_id: int, decision: Decision) -> bool:
         """Attach a verdict; False if the part already left (it was too late)."""
-        return attach_decision(self._parts, part_id, decision)
+        part = self._parts.get(part_id)
+        was_settled = part is not None and is_settled_pass(part)
+        attached = attach_decision(self._parts, part_id, decision)
+        if part is not None and was_settled and not is_settled_pass(part):
+            heapq.heappush(self._may_fire, (part.fire_ts_s, part_id))  # a second verdict that may fire
+        return attached
 
     def fail(self, part_id: int, reason: FailsafeReason) -> None:
+        part = self._parts.get(part_id)
+        was_settled = part is not None and is_settled_pass(part)
         mark_failed(self._parts, part_id, reason)
+        if part is not None and was_settled and not is_settled_pass(part):
+            heapq.heappush(self._may_fire, (part.fire_ts_s, part_id))  # pruned as a pass: it may fire again
 
     def next_fire_ts(self) -> float | None:
         return self._heap[0][0] if self._heap else None
+
+    def next_may_fire_ts(self) -> float | None:
+        """The fire time of the first part in flight that may still be rejected (None: every part is a
+        settled pass): the next moment the reject line may have to move, which the scheduler spins for."""
+        heap = self._may_fire
+        while heap:
+            fire_ts_s, part_id = heap[0]
+            part = self._parts.get(part_id)
+            if part is not None and not is_settled_pass(part):
+                return fire_ts_s
+            heapq.heappop(heap)
+        return None
 
     def pop_due(self, now_s: float) -> Iterator[TrackedPart]:
         """Parts whose fire time has come, in fire order."""

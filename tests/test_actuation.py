@@ -267,3 +267,33 @@ def test_reject_edges_still_reach_the_mirror_after_the_reject_line_was_commanded
     finally:
         client.send(Message(wire.STOP))
         client.join()
+
+
+def test_the_scheduler_spins_only_for_moments_that_may_move_a_line() -> None:
+    """A part settled as a pass wakes the loop (it is resolved at its time) but is no moment to spin for."""
+    from edge_inspect.actuation.loop import IDLE_WAKE_S, OutputBank, SchedulerLoop
+    from edge_inspect.actuation.schedule import make_tracker
+
+    now = [100.0]
+    spec = _spec(heartbeat_period_s=0.0)
+    tracker = make_tracker(spec, None)
+    bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
+    read_fd, write_fd = os.pipe()
+    endpoint = wire.Endpoint(read_fd, write_fd)
+    try:
+        loop = SchedulerLoop(endpoint, spec, tracker, bank, clock=lambda: now[0])
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.0 + IDLE_WAKE_S), math.inf)
+        for part_id, capture_ts in ((1, 99.88), (2, 99.89)):  # due 100.03, 100.04; deadlines 99.98, 99.99
+            loop._handle(Message(wire.PART, 0, part_id, capture_ts, capture_ts + 0.15, capture_ts + 0.1))
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.03), pytest.approx(100.03))  # may be a reject
+        loop._handle(Message(wire.VERDICT, verdict_code(Verdict.GOOD), 1, 99.95))
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.03), pytest.approx(100.04))  # 1 is a settled pass
+        loop._handle(Message(wire.VERDICT, verdict_code(Verdict.GOOD), 2, 99.96))
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.03), math.inf)
+        now[0] = 100.035
+        loop.step(now[0])  # part 1 resolved at its time, not fired
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.04), math.inf)
+        resolved = Decoder().feed(os.read(read_fd, 4096))
+        assert [(m.kind, m.part_id, math.isnan(m.a)) for m in resolved] == [(wire.RESOLVED, 1, True)]
+    finally:
+        endpoint.close()

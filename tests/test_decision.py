@@ -65,6 +65,32 @@ def test_tracker_releases_parts_in_fire_order_at_their_time() -> None:
     assert tracker.post_decision(1, GOOD) is False  # the part already left: too late
 
 
+def test_the_next_moment_that_may_fire_skips_parts_already_settled_as_a_pass() -> None:
+    """The scheduler spins only for a fire time that may move the reject line; a GOOD verdict in time never does."""
+    tracker = PartTracker(travel_delay_s=1.0, latency_budget_s=2.5)  # deadlines 12.5, 12.6, 12.7
+    for part_id, capture_ts in ((1, 10.0), (2, 10.1), (3, 10.2)):
+        tracker.add(part_id, capture_ts, 0.0, None)
+    assert tracker.next_may_fire_ts() == pytest.approx(11.0)  # no verdict yet: it may be a fail-safe reject
+    tracker.post_decision(1, GOOD)
+    assert tracker.next_fire_ts() == pytest.approx(11.0)  # still resolved at its time
+    assert tracker.next_may_fire_ts() == pytest.approx(11.1)
+    tracker.post_decision(2, DEFECT)
+    assert tracker.next_may_fire_ts() == pytest.approx(11.1)  # a defect fires
+    tracker.post_decision(3, LATE_GOOD.__class__(Verdict.GOOD, (), decided_ts_s=13.0))  # after its deadline
+    assert [p.part_id for p in tracker.pop_due(11.15)] == [1, 2]
+    assert tracker.next_may_fire_ts() == pytest.approx(11.2)  # a late verdict is a deadline fail-safe
+    tracker.add(4, 10.3, 0.0, None)
+    tracker.post_decision(4, GOOD)
+    tracker.post_decision(3, GOOD)
+    assert tracker.next_may_fire_ts() is None  # every part left is a settled pass
+    tracker.fail(4, FailsafeReason.CLASSIFIER_ERROR)  # a fail-safe reason after the verdict wins
+    assert tracker.next_may_fire_ts() == pytest.approx(11.3)
+    tracker.post_decision(3, DEFECT)  # a second verdict that fires
+    assert tracker.next_may_fire_ts() == pytest.approx(11.2)
+    assert [p.part_id for p in tracker.pop_due(12.0)] == [3, 4]
+    assert tracker.next_may_fire_ts() is None
+
+
 def frame(seq: int, ts: float) -> Frame:
     return Frame(seq, ts, np.zeros((1, 1, 3), np.uint8))
 

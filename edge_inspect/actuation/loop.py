@@ -130,30 +130,47 @@ class SchedulerLoop:
 
     # ------------------------------------------------------------------ timing
 
-    def _next_wake_ts(self, now: float) -> float:
-        candidates = [now + IDLE_WAKE_S]
-        fire = self.tracker.next_fire_ts()
-        if fire is not None:
-            candidates.append(fire)
-        if self._pulse_until_ts_s is not None:
-            candidates.append(self._pulse_until_ts_s)
-        if self._ready_wanted and self.spec.heartbeat_period_s > 0 and self.bank.has(1):
-            candidates.append(self._next_heartbeat_ts_s)
-        return min(candidates)
+    def _next_wake_ts(self, now: float) -> tuple[float, float]:
+        """(when to look next, the next moment an output may change, which is worth spinning for).
 
-    def _wait_until(self, wake_ts_s: float) -> None:
-        """Sleep in select() on the channel until ``spin_s`` before the wake time, then spin to it."""
-        timeout_s = wake_ts_s - self._clock() - self.spin_s
+        The first is the earlier of the second and the times that change no line: the idle wake and the
+        fire time of a part already settled as a pass (its resolution drives no edge, so waking a little
+        late for it costs nothing, where spinning for every part at thousands of parts a second would
+        take a core from the inspection process)."""
+        precise = [math.inf]
+        fire = self.tracker.next_may_fire_ts()
+        if fire is not None:
+            precise.append(fire)
+        if self._pulse_until_ts_s is not None:
+            precise.append(self._pulse_until_ts_s)
+        if self._ready_wanted and self.spec.heartbeat_period_s > 0 and self.bank.has(1):
+            precise.append(self._next_heartbeat_ts_s)
+        precise_ts = min(precise)
+        wake = [now + IDLE_WAKE_S, precise_ts]
+        settled = self.tracker.next_fire_ts()
+        if settled is not None:
+            wake.append(settled)
+        return min(wake), precise_ts
+
+    def _wait_until(self, wake_ts_s: float, precise_ts_s: float | None = None) -> None:
+        """Sleep in select() on the channel until the wake time, or until ``spin_s`` before the next precise
+        moment (an output that may change), then spin to that one. ``precise_ts_s`` None: the wake time is one."""
+        precise_ts_s = wake_ts_s if precise_ts_s is None else precise_ts_s
+        spin_from_ts_s = precise_ts_s - self.spin_s
+        timeout_s = min(wake_ts_s, spin_from_ts_s) - self._clock()
         if timeout_s > 0 and self.endpoint.is_peer_gone:
             time.sleep(timeout_s)
         elif timeout_s > 0:
             for message in self.endpoint.receive(timeout_s):
                 self._handle(message)
-            if self._clock() < wake_ts_s - self.spin_s:
+            now = self._clock()
+            if now < spin_from_ts_s and now < wake_ts_s:
                 return  # woken early by a message: recompute the next wake
+        if self._clock() < spin_from_ts_s:
+            return  # a wake that moves no line (a settled pass, the idle wake): no spin
         for message in self.endpoint.read_available() if not self.endpoint.is_peer_gone else []:
             self._handle(message)
-        while self._clock() < wake_ts_s:
+        while self._clock() < precise_ts_s:
             pass
 
     # ------------------------------------------------------------------ one round
@@ -161,9 +178,9 @@ class SchedulerLoop:
     def run(self) -> None:
         self.endpoint.post(Message(channel.HELLO, a=float(os.getpid()), text=self.hello))
         while not self._stopping:
-            wake_ts_s = self._next_wake_ts(self._clock())
-            self._collect_garbage_if_quiet(wake_ts_s)
-            self._wait_until(wake_ts_s)
+            wake_ts_s, precise_ts_s = self._next_wake_ts(self._clock())
+            self._collect_garbage_if_quiet(min(precise_ts_s, self._clock() + IDLE_WAKE_S))
+            self._wait_until(wake_ts_s, precise_ts_s)
             self.step(self._clock())
             self.endpoint.flush()
             if self.endpoint.is_peer_gone and len(self.tracker) == 0 and self._pulse_until_ts_s is None:
