@@ -120,6 +120,10 @@ class CaptureMixin(InspectorState):
         # Time tracking: due at capture + travel delay. Encoder tracking: the scheduler looks up the belt
         # position at the capture time itself, where it reads the encoder (nan: no fire time from here).
         fire_ts_s = capture_ts_s + line.travel_delay_s if line.tracking == "time" else float("nan")
+        if reason is None and frame is not None and self._jobs.full():
+            # Known before the scheduler hears of the part (this thread is the queue's only producer, so a
+            # queue with room now still has room below): one message to the scheduler instead of PART + FAIL.
+            reason = FailsafeReason.QUEUE_FULL
         part = TrackedPart(part_id, capture_ts_s, wall, fire_ts_s, capture_ts_s + line.latency_budget_s, frame,
                            failsafe_reason=reason)
         with self._flight_lock:
@@ -133,7 +137,7 @@ class CaptureMixin(InspectorState):
         if reason is None and frame is not None:
             try:
                 self._jobs.put_nowait(Job(part_id, frame, part.deadline_ts_s))
-            except queue.Full:
+            except queue.Full:  # only if stop() took the last slot meanwhile
                 self._fail(part_id, FailsafeReason.QUEUE_FULL)
         if self._max_parts is not None and self.parts_started >= self._max_parts:
             self._accepting.clear()
