@@ -23,6 +23,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
+import cv2
+
 from .actuation import ChannelError, SchedulerClient, SchedulerSpec
 from .actuation import channel as wire
 from .bus import EventBus
@@ -146,6 +148,9 @@ class Inspector(
             return
         self._max_parts = None if max_parts is None else self.parts_started + max_parts
         self._all_done.clear()
+        # The loop already runs its stages on their own threads (prepare beside inference); OpenCV's own
+        # worker pool would spread one resize over both cores and take the model's core mid-inference.
+        cv2.setNumThreads(1)
         self._set_phase(RunState.STARTING)
         if self.encoder is not None:
             self.encoder.start()
