@@ -191,6 +191,7 @@ def run_pipeline(
         time.sleep(warmup_s)
         collect(subscription)  # discard warm-up parts
         meter = CpuMeter()
+        scheduler_cpu_start, scheduler_wall_start = inspector.scheduler_cpu_s(), time.perf_counter()
         rss_start = rss_mb()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -201,6 +202,11 @@ def run_pipeline(
                     on_result(r)
             time.sleep(0.05)
         cpu = meter.percent()
+        scheduler_cpu_end = inspector.scheduler_cpu_s()
+        scheduler_cpu = None
+        if scheduler_cpu_start is not None and scheduler_cpu_end is not None:
+            wall_s = time.perf_counter() - scheduler_wall_start
+            scheduler_cpu = 100.0 * (scheduler_cpu_end - scheduler_cpu_start) / wall_s
         scheduler_rss = inspector.scheduler_rss_mb()
         inspector.stop()
         results.extend(collect(subscription))
@@ -231,6 +237,7 @@ def run_pipeline(
         "rejects": len(fire_errors),
         "dropped": status.dropped,
         "cpu_percent": cpu,
+        "scheduler_cpu_percent": scheduler_cpu,
         "rss_start_mb": rss_start,
         "rss_end_mb": rss_mb(),
         "scheduler_rss_mb": scheduler_rss,

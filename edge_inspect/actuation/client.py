@@ -193,6 +193,17 @@ class SchedulerClient:
             self.endpoint = None
         self._bank = None
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the scheduler process has used (None in thread mode or once it ended)."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        try:
+            with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
     def rss_mb(self) -> float | None:
         """The scheduler process's resident memory (None in thread mode or once it ended)."""
         if self.process is None or self.process.poll() is not None:
