@@ -115,6 +115,7 @@ class Endpoint:
         self._outbox: deque[bytes] = deque()
         self._send_lock = threading.Lock()
         self._outbox_lock = threading.Lock()
+        self._read_lock = threading.Lock()  # a read never races close() onto a number reused since
         self.is_peer_gone = False  # the other end closed its write side (EOF on ours)
         self.is_write_closed = False  # the other end closed its read side (EPIPE on ours)
         self.dropped = 0
@@ -141,13 +142,16 @@ class Endpoint:
 
     def read_available(self) -> list[Message]:
         messages: list[Message] = []
-        while not self.is_closed:
-            try:
-                data = os.read(self.read_fd, 65536)
-            except BlockingIOError:
-                return messages
-            except OSError:
-                data = b""
+        while True:
+            with self._read_lock:
+                if self.is_closed:
+                    break
+                try:
+                    data = os.read(self.read_fd, 65536)
+                except BlockingIOError:
+                    return messages
+                except OSError:
+                    data = b""
             if not data:
                 self.is_peer_gone = True
                 return messages
@@ -210,7 +214,7 @@ class Endpoint:
     def close(self) -> None:
         """Close both fds once. A second close would hit whatever the process opened under those numbers
         since (a socket, another library's pipe), so it is a no-op, and so is any later read or write."""
-        with self._send_lock, self._outbox_lock:
+        with self._send_lock, self._outbox_lock, self._read_lock:
             if self.is_closed:
                 return
             self.is_closed = True

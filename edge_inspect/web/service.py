@@ -121,8 +121,14 @@ class WebServer:
         self._thread.start()
 
     def close(self) -> None:
-        """End live streams, close every connection from the server's own thread, stop its workers."""
+        """End live streams, let the workers finish, then close every connection from the server's own thread.
+
+        The workers stop first, as in waitress's own ``close()``: a worker that finishes a response pulls the
+        server's trigger (a raw pipe fd), and after the trigger is closed that number may belong to another
+        pipe of this process (the reject scheduler's channel, another server's trigger).
+        """
         close_app(self.app)
+        self._server.task_dispatcher.shutdown(timeout=5)
         socket_map = self._server._map
         done = threading.Event()
 
@@ -137,7 +143,6 @@ class WebServer:
             self._thread.join(5.0)
         else:
             close_all()
-        self._server.task_dispatcher.shutdown(timeout=5)
 
 
 def feature_blueprints(config: AppConfig) -> list[Blueprint]:
