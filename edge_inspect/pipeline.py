@@ -23,8 +23,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-import cv2
-
 from .actuation import ChannelError, SchedulerClient, SchedulerSpec
 from .actuation import channel as wire
 from .bus import EventBus
@@ -45,6 +43,7 @@ from .inspection.capture import CaptureMixin
 from .inspection.faults import FaultsMixin
 from .inspection.inference import InferenceMixin
 from .inspection.live_view import LiveView, LiveViewMixin
+from .inspection.model_time import ModelTimeEstimate
 from .inspection.results import ResultsMixin
 from .inspection.state import Clock, Job, PreparedJob, RateLimitedLog
 from .inspection.watchdog import WatchdogMixin
@@ -138,6 +137,7 @@ class Inspector(
         self._all_done = threading.Event()
         self._loop_beats: dict[str, float] = {}
         self._inference_started_ts_s: float | None = None
+        self._model_time = ModelTimeEstimate()
         self._last_frame_ts_s = clock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,9 +148,6 @@ class Inspector(
             return
         self._max_parts = None if max_parts is None else self.parts_started + max_parts
         self._all_done.clear()
-        # The loop already runs its stages on their own threads (prepare beside inference); OpenCV's own
-        # worker pool would spread one resize over both cores and take the model's core mid-inference.
-        cv2.setNumThreads(1)
         self._set_phase(RunState.STARTING)
         if self.encoder is not None:
             self.encoder.start()
@@ -250,6 +247,7 @@ class Inspector(
     def swap_classifier(self, classifier: Classifier, adopt_threshold: bool = True) -> None:
         """Use another (already loaded and self-tested) classifier from the next part on."""
         self._classifier = classifier
+        self._model_time = ModelTimeEstimate()  # the new model's own runs decide what it can finish
         if adopt_threshold:
             self._threshold = classifier.threshold
 

@@ -29,8 +29,8 @@ class InferenceMixin(InspectorState):
                 continue
             if job is None:
                 break
-            if self._clock() > job.deadline_ts_s:
-                continue  # already too late: the actuator fail-safes it; don't spend CPU on it
+            if self._model_time.would_miss(self._clock(), job.deadline_ts_s):
+                continue  # too late for the model: the scheduler fail-safes it; don't spend CPU on it
             classifier = self._classifier
             prepared = None
             if isinstance(classifier, StagedClassifier):
@@ -62,10 +62,11 @@ class InferenceMixin(InspectorState):
             if item is None:
                 break
             job, classifier, prepared = item
-            if self._clock() > job.deadline_ts_s:
-                continue
+            started_ts_s = self._clock()
+            if self._model_time.would_miss(started_ts_s, job.deadline_ts_s):
+                continue  # its verdict would come after the deadline: the scheduler fail-safes it anyway
             threshold = self._threshold
-            self._inference_started_ts_s = self._clock()
+            self._inference_started_ts_s = started_ts_s
             try:
                 if prepared is not None and isinstance(classifier, StagedClassifier):
                     scores = classifier.infer(prepared)
@@ -76,6 +77,7 @@ class InferenceMixin(InspectorState):
                 self._classification_failed(job, error)
                 continue
             self._inference_started_ts_s = None
+            self._model_time.record(self._clock() - started_ts_s)
             self._consecutive_classifier_errors = 0
             self._clear_fault("classifier")
             self._clear_fault("inference-stall")

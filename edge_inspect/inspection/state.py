@@ -28,6 +28,7 @@ from ..sources.base import Frame, FrameSource
 from ..stats import PartCounters
 from ..tracking import TrackedPart, TriggerMatch, TriggerMatcher
 from ..triggers.base import TriggerInput
+from .model_time import ModelTimeEstimate
 
 if TYPE_CHECKING:
     from ..actuation import SchedulerClient
@@ -119,6 +120,7 @@ class InspectorState:
     _all_done: threading.Event
     _loop_beats: dict[str, float]
     _inference_started_ts_s: float | None
+    _model_time: ModelTimeEstimate
     _last_frame_ts_s: float
 
     def _actuation_loop(self) -> None:
