@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per case (default 30)")
     parser.add_argument("--page-rows", type=int, default=48, help="parts per grid page (the page default)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--no-target", action="store_true",
+                        help="exit 0 even when the slowest page misses the 200 ms target (a smoke run, not a measurement)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-review-") as temp:
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"slowest page, 95th percentile: {worst:.1f} ms (target: well under 200 ms)")
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "fill_s": fill_s, "cases": results}, indent=2))
-    return 0 if worst < 200.0 else 1
+    return 0 if worst < 200.0 or args.no_target else 1
 
 
 if __name__ == "__main__":
