@@ -164,16 +164,19 @@ ORACLE = SimOptions(
 )
 
 
-def _run(profile: str, tracking: str) -> dict[str, object]:
+def _run(profile: str, tracking: str, **changes: float) -> dict[str, object]:
     from dataclasses import replace
 
-    return run_simulation(load_config(None), replace(ORACLE, profile=profile, tracking=tracking)).figures
+    return run_simulation(load_config(None), replace(ORACLE, profile=profile, tracking=tracking, **changes)).figures
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tracking", ["time", "encoder"])
 def test_at_constant_speed_both_trackings_divert_every_defect_and_no_good_part(tracking: str) -> None:
-    figures = _run("constant", tracking)
+    # At 800 mm/s a hit lands ~68 ms from either edge of the window, and a thread-mode scheduler woken 70 ms
+    # late (three suites and stress-ng on 2 cores) missed one defect: that is latency, not tracking. At
+    # 400 mm/s the margin is ~140 ms; a tracking error (a part's count or due time wrong) still misses.
+    figures = _run("constant", tracking, speed_mm_s=400.0)
     assert figures["model_escapes"] == 0 and figures["model_false_rejects"] == 0, figures
     assert figures["parts_without_trigger"] == 0, figures
     assert figures["defects_diverted"] == figures["defects"] == 12, figures
