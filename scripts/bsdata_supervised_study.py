@@ -16,43 +16,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bsdata_bank_study import features, load
 
 from edge_inspect.evaluation import auroc, false_reject_at_escape
 from edge_inspect.train.patch_model import PatchHead, image_logit
+from edge_inspect.train.pretrained import HeadStep, PatchOptions, defect_weight, new_patch_head
 
 SEEDS = (0, 1, 2)
 
 
 def train_head(x_all: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -> PatchHead:
+    """The product's supervised step (``edge_inspect.train.pretrained``) for a fixed number of epochs."""
     torch.manual_seed(seed)
     rng = np.random.default_rng([5, seed])
-    head = PatchHead()
-    sample = x_all[:: max(1, len(x_all) // 200)].float()
-    head.feature_mean.copy_(sample.mean((0, 2, 3), keepdim=True))
-    head.feature_std.copy_(sample.std((0, 2, 3), keepdim=True) + 1e-3)
-    positive_weight = torch.tensor(float((y == 0).sum() / y.sum()))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
-    steps = (len(x_all) + 15) // 16
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-3, total_steps=epochs * steps)
+    defaults = PatchOptions(data_dir=Path("."), out_path=Path("."), mode="supervised")
+    head = new_patch_head(x_all)
+    positive_weight = defect_weight(y)
+    step = HeadStep(head, defaults.learning_rate, defaults.batch_size, epochs, len(x_all))
     for _ in range(epochs):
-        head.train()
-        order = rng.permutation(len(x_all))
-        for start in range(0, len(x_all), 16):
-            batch = order[start : start + 16]
-            x = x_all[batch].float()
-            if rng.random() < 0.5:
-                x = x.flip(3)
-            if rng.random() < 0.5:
-                x = x.flip(2)
-            loss = F.binary_cross_entropy_with_logits(image_logit(head(x)), y[batch], pos_weight=positive_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+        step.epoch(x_all, y, positive_weight, rng)
     return head.eval()
 
 

@@ -209,6 +209,55 @@ def train_good_only(options: PatchOptions, progress: Progress = print) -> PatchR
     return _finish(options, model, meta, data, val_idx, scores, 0.5, at, started, len(train_good), progress)
 
 
+def new_patch_head(train_feats: torch.Tensor) -> PatchHead:
+    """A fresh patch head whose input standardisation comes from (a sample of) the training features."""
+    head = PatchHead()
+    sample = train_feats[:: max(1, len(train_feats) // 200)].float()
+    head.feature_mean.copy_(sample.mean(dim=(0, 2, 3), keepdim=True))
+    head.feature_std.copy_(sample.std(dim=(0, 2, 3), keepdim=True) + 1e-3)
+    return head
+
+
+def defect_weight(is_defect: torch.Tensor) -> torch.Tensor:
+    """The loss weight of a defect image: goods per defect, so both classes weigh the same overall."""
+    return torch.tensor(float((is_defect == 0).sum() / max(float(is_defect.sum()), 1.0)))
+
+
+class HeadStep:
+    """The supervised recipe's optimiser (AdamW, one-cycle schedule over every epoch) and its epoch: the
+    training images in a random order, in batches, each batch's feature maps flipped at random."""
+
+    def __init__(self, head: PatchHead, learning_rate: float, batch_size: int, epochs: int, images: int) -> None:
+        self.head, self.batch_size = head, batch_size
+        self.optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=1e-2)
+        steps = (images + batch_size - 1) // batch_size
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, learning_rate, total_steps=epochs * steps)
+
+    def epoch(
+        self, feats: torch.Tensor, is_defect: torch.Tensor, positive_weight: torch.Tensor, rng: np.random.Generator
+    ) -> float:
+        """One epoch over ``feats``; the loss summed over its images."""
+        self.head.train()
+        total = 0.0
+        order = rng.permutation(len(feats))
+        for start in range(0, len(feats), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            x = feats[batch].float()  # flips of the feature map: the augmentation that costs nothing
+            if rng.random() < 0.5:
+                x = x.flip(3)
+            if rng.random() < 0.5:
+                x = x.flip(2)
+            loss = F.binary_cross_entropy_with_logits(
+                image_logit(self.head(x)), is_defect[batch], pos_weight=positive_weight
+            )
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+            total += loss.item() * len(batch)
+        return total
+
+
 def train_supervised(options: PatchOptions, progress: Progress = print) -> PatchResult:
     """Patch head trained with image labels (worst patch counts), early stopping on a grouped validation split."""
     started = time.monotonic()
@@ -222,37 +271,17 @@ def train_supervised(options: PatchOptions, progress: Progress = print) -> Patch
     )
     train_feats = extract(features, data.images[split.train], meta, progress)
     val_feats = extract(features, data.images[split.val], meta, progress)
-    head = PatchHead()
-    sample = train_feats[:: max(1, len(train_feats) // 200)].float()
-    head.feature_mean.copy_(sample.mean(dim=(0, 2, 3), keepdim=True))
-    head.feature_std.copy_(sample.std(dim=(0, 2, 3), keepdim=True) + 1e-3)
+    head = new_patch_head(train_feats)
     y_train = torch.from_numpy(data.is_defect[split.train].astype(np.float32))
     y_val = torch.from_numpy(data.is_defect[split.val].astype(np.float32))
-    positive_weight = torch.tensor(float((y_train == 0).sum() / max(float(y_train.sum()), 1.0)))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=options.learning_rate, weight_decay=1e-2)
-    steps = (len(split.train) + options.batch_size - 1) // options.batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, options.learning_rate, total_steps=options.epochs * steps)
+    positive_weight = defect_weight(y_train)
+    step = HeadStep(head, options.learning_rate, options.batch_size, options.epochs, len(split.train))
     best = (float("inf"), 0, copy.deepcopy(head.state_dict()))
     history: list[dict[str, float]] = []
     epoch = 0
     epochs_started = time.monotonic()  # the ETA counts epochs only (feature extraction had its own bar)
     for epoch in range(1, options.epochs + 1):
-        head.train()
-        total = 0.0
-        order = rng.permutation(len(split.train))
-        for start in range(0, len(split.train), options.batch_size):
-            batch = order[start : start + options.batch_size]
-            x = train_feats[batch].float()  # flips of the feature map: the augmentation that costs nothing
-            if rng.random() < 0.5:
-                x = x.flip(3)
-            if rng.random() < 0.5:
-                x = x.flip(2)
-            loss = F.binary_cross_entropy_with_logits(image_logit(head(x)), y_train[batch], pos_weight=positive_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
+        total = step.epoch(train_feats, y_train, positive_weight, rng)
         head.eval()
         with torch.no_grad():
             val_logits = _image_logits(head, val_feats)
