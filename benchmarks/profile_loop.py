@@ -42,7 +42,8 @@ def _child_pids() -> list[int]:
 
 
 def _process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (None once it ended)."""
+    """User + system CPU seconds of process ``pid`` (None once it ended). The same reading as
+    ``SchedulerClient.cpu_s``, kept here so this script also profiles older checkouts (``PYTHONPATH``)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):

@@ -152,10 +152,9 @@ class SchedulerLoop:
             wake.append(settled)
         return min(wake), precise_ts
 
-    def _wait_until(self, wake_ts_s: float, precise_ts_s: float | None = None) -> None:
+    def _wait_until(self, wake_ts_s: float, precise_ts_s: float) -> None:
         """Sleep in select() on the channel until the wake time, or until ``spin_s`` before the next precise
-        moment (an output that may change), then spin to that one. ``precise_ts_s`` None: the wake time is one."""
-        precise_ts_s = wake_ts_s if precise_ts_s is None else precise_ts_s
+        moment (an output that may change), then spin to that one."""
         spin_from_ts_s = precise_ts_s - self.spin_s
         timeout_s = min(wake_ts_s, spin_from_ts_s) - self._clock()
         if timeout_s > 0 and self.endpoint.is_peer_gone:
