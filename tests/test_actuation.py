@@ -297,3 +297,101 @@ def test_the_scheduler_spins_only_for_moments_that_may_move_a_line() -> None:
         assert [(m.kind, m.part_id, math.isnan(m.a)) for m in resolved] == [(wire.RESOLVED, 1, True)]
     finally:
         endpoint.close()
+
+
+def _resolved(read_fd: int) -> list[Message]:
+    return [m for m in Decoder().feed(os.read(read_fd, 65536)) if m.kind == wire.RESOLVED]
+
+
+def test_a_reject_due_inside_the_asserted_pulse_is_no_moment_to_spin_for_and_is_on_at_its_due_time() -> None:
+    """At overload, rejects come every fraction of a millisecond inside one merged pulse: the line is on at
+    their due moments already, so the loop wakes for them without spinning and reports them fired then."""
+    from edge_inspect.actuation.loop import OutputBank, SchedulerLoop
+    from edge_inspect.actuation.schedule import make_tracker
+
+    now = [100.0]
+    spec = _spec(pulse_width_s=0.005)
+    tracker = make_tracker(spec, None)
+    bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
+    read_fd, write_fd = os.pipe()
+    endpoint = wire.Endpoint(read_fd, write_fd)
+    try:
+        loop = SchedulerLoop(endpoint, spec, tracker, bank, clock=lambda: now[0])
+        # due 100.030, 100.031, 100.0335 (inside the first pulse as it grows) and 100.045 (after it ends)
+        for part_id, capture_ts in ((1, 99.88), (2, 99.881), (3, 99.8835), (4, 99.895)):
+            loop._handle(Message(wire.PART, 0, part_id, capture_ts, capture_ts + 0.15, capture_ts + 0.1))
+            loop._handle(Message(wire.VERDICT, verdict_code(Verdict.DEFECT), part_id, capture_ts + 0.05))
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.03), pytest.approx(100.03))  # no pulse yet: spin
+        now[0] = 100.03
+        loop.step(now[0])
+        assert bank.levels[0] and loop._pulse_until_ts_s == pytest.approx(100.035)
+        # part 2 wakes the loop at its time, but the precise moment is the pulse's end
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.031), pytest.approx(100.035))
+        now[0] = 100.0318  # woken 0.8 ms late from select(): the line was on all along
+        loop.step(now[0])
+        assert loop._pulse_until_ts_s == pytest.approx(100.036)  # its own width, from its due moment
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.0335), pytest.approx(100.036))
+        now[0] = 100.034
+        loop.step(now[0])
+        assert loop._pulse_until_ts_s == pytest.approx(100.0385)
+        # part 4 falls after the pulse's end: the pulse end is spun for, then part 4's new pulse
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.0385), pytest.approx(100.0385))
+        now[0] = 100.0385
+        loop.step(now[0])
+        assert not bank.levels[0]
+        assert loop._next_wake_ts(now[0]) == (pytest.approx(100.045), pytest.approx(100.045))
+        fired = {m.part_id: (m.a, m.b) for m in _resolved(read_fd)}
+        assert fired == {
+            1: (pytest.approx(100.03), pytest.approx(100.03)),
+            2: (pytest.approx(100.031), pytest.approx(100.031)),
+            3: (pytest.approx(100.0335), pytest.approx(100.0335)),
+        }
+    finally:
+        endpoint.close()
+
+
+def test_a_merged_reject_due_before_its_pulse_began_is_reported_from_when_the_line_went_on() -> None:
+    from edge_inspect.actuation.loop import OutputBank, SchedulerLoop
+    from edge_inspect.actuation.schedule import make_tracker
+
+    now = [100.0]
+    spec = _spec(pulse_width_s=0.005)
+    tracker = make_tracker(spec, None)
+    bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
+    read_fd, write_fd = os.pipe()
+    endpoint = wire.Endpoint(read_fd, write_fd)
+    try:
+        loop = SchedulerLoop(endpoint, spec, tracker, bank, clock=lambda: now[0])
+        for part_id, capture_ts in ((1, 99.88), (2, 99.881)):  # due 100.030 and 100.031, no verdict: fail-safe
+            loop._handle(Message(wire.PART, 0, part_id, capture_ts, capture_ts + 0.15, capture_ts + 0.1))
+        now[0] = 100.0312  # the loop came late to both
+        loop.step(now[0])
+        fired = {m.part_id: m.a for m in _resolved(read_fd)}
+        assert fired == {1: pytest.approx(100.0312), 2: pytest.approx(100.0312)}  # never earlier than the line
+        assert loop._pulse_until_ts_s == pytest.approx(100.0362)
+    finally:
+        endpoint.close()
+
+
+def test_after_a_message_the_loop_lets_the_next_ones_gather_unless_a_moment_is_near() -> None:
+    from edge_inspect.actuation.loop import MESSAGE_BATCH_S, OutputBank, SchedulerLoop
+    from edge_inspect.actuation.schedule import make_tracker
+
+    now = [100.0]
+    spec = _spec()
+    slept: list[float] = []
+    bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
+    read_fd, write_fd = os.pipe()
+    endpoint = wire.Endpoint(read_fd, write_fd)
+    try:
+        loop = SchedulerLoop(
+            endpoint, spec, make_tracker(spec, None), bank, clock=lambda: now[0], sleep=slept.append,
+        )
+        os.write(write_fd, encode(Message(wire.PART, 0, 1, 99.9, 100.05, 100.0)))
+        loop._wait_until(100.05, math.inf)  # nothing due for 50 ms: one wake-up per MESSAGE_BATCH_S at most
+        assert slept == [MESSAGE_BATCH_S] and len(loop.tracker) == 1
+        os.write(write_fd, encode(Message(wire.PART, 0, 2, 99.901, 100.051, 100.001)))
+        loop._wait_until(100.05, 100.0015)  # a moment that may move a line is near: read again at once
+        assert slept == [MESSAGE_BATCH_S] and len(loop.tracker) == 2
+    finally:
+        endpoint.close()

@@ -35,6 +35,10 @@ IDLE_WAKE_S = 0.05
 GC_QUIET_S = 0.02
 """The scheduler process collects garbage itself, only when nothing is due for this long."""
 GC_EVERY_S = 1.0
+MESSAGE_BATCH_S = 0.001
+"""After a wake-up by a message, with nothing due for a while, the loop lets this long of messages gather
+before it reads again: one wake-up per millisecond at most instead of one per PART and VERDICT. A part's
+fire time is a travel delay away and its verdict is read before the spin for it, so nothing waits on this."""
 
 
 class OutputBank:
@@ -84,11 +88,15 @@ class SchedulerLoop:
     def __init__(
         self, endpoint: Endpoint, spec: SchedulerSpec, tracker: Tracker, bank: OutputBank,
         clock: Clock = time.monotonic, spin_s: float | None = None, hello: str = "",
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.hello = hello
         self.endpoint, self.spec, self.tracker, self.bank, self._clock = endpoint, spec, tracker, bank, clock
         self.spin_s = spec.spin_s if spin_s is None else spin_s
+        self._sleep = sleep
         self._pulse_until_ts_s: float | None = None
+        self._pulse_on_ts_s = 0.0
+        """When the reject line went on for the pulse now asserted (valid while ``_pulse_until_ts_s`` is set)."""
         self._ready_wanted = False
         self._heartbeat_level = False
         self._next_heartbeat_ts_s = 0.0
@@ -139,7 +147,7 @@ class SchedulerLoop:
         take a core from the inspection process)."""
         precise = [math.inf]
         fire = self.tracker.next_may_fire_ts()
-        if fire is not None:
+        if fire is not None and not self._covered_by_pulse(fire):
             precise.append(fire)
         if self._pulse_until_ts_s is not None:
             precise.append(self._pulse_until_ts_s)
@@ -151,6 +159,16 @@ class SchedulerLoop:
         if settled is not None:
             wake.append(settled)
         return min(wake), precise_ts
+
+    def _covered_by_pulse(self, fire_ts_s: float) -> bool:
+        """True when the reject pulse already asserted is on at ``fire_ts_s`` (time tracking only).
+
+        A reject due inside it moves no line: the line is on at its due moment and its resolution only
+        extends the pulse, from that moment. At overload, where fail-safe rejects come every fraction of a
+        millisecond, spinning for each of them took half a core at real-time priority from the inspection
+        process. Encoder tracking keeps spinning: its fire times are estimates from the belt's speed."""
+        until = self._pulse_until_ts_s
+        return self.spec.tracking == "time" and until is not None and fire_ts_s < until and self.bank.levels[0]
 
     def _wait_until(self, wake_ts_s: float, precise_ts_s: float) -> None:
         """Sleep in select() on the channel until the wake time, or until ``spin_s`` before the next precise
@@ -164,11 +182,13 @@ class SchedulerLoop:
                 self._handle(message)
             now = self._clock()
             if now < spin_from_ts_s and now < wake_ts_s:
+                if min(spin_from_ts_s, wake_ts_s) - now > 2 * MESSAGE_BATCH_S:
+                    self._sleep(MESSAGE_BATCH_S)  # let the next messages gather: one wake-up for several
                 return  # woken early by a message: recompute the next wake
-        if self._clock() < spin_from_ts_s:
-            return  # a wake that moves no line (a settled pass, the idle wake): no spin
         for message in self.endpoint.read_available() if not self.endpoint.is_peer_gone else []:
-            self._handle(message)
+            self._handle(message)  # what came since the last read, before anything is resolved
+        if self._clock() < spin_from_ts_s:
+            return  # a wake that moves no line (a settled pass, a covered reject, the idle wake): no spin
         while self._clock() < precise_ts_s:
             pass
 
@@ -211,9 +231,13 @@ class SchedulerLoop:
         if outcome.is_rejected and fire:
             if self._pulse_until_ts_s is None:
                 if self.bank.write(0, True):
-                    fired_ts = self._clock()
+                    fired_ts = self._pulse_on_ts_s = self._clock()
+            elif self.spec.tracking == "time" and part.fire_ts_s < self._pulse_until_ts_s:
+                # merged into the pulse already asserted: the line was on at its due moment (or from when the
+                # pulse began, if that was later), and its own pulse width runs from there
+                fired_ts = max(part.fire_ts_s, self._pulse_on_ts_s)
             else:
-                fired_ts = now  # merged into the pulse already asserted
+                fired_ts = now  # encoder tracking, or due after the pulse's end, which this step has not released yet
             if fired_ts is not None:
                 self._pulse_until_ts_s = extend_pulse(self._pulse_until_ts_s, fired_ts, self.spec.pulse_width_s)
         self.endpoint.post(Message(
