@@ -371,27 +371,3 @@ def test_a_merged_reject_due_before_its_pulse_began_is_reported_from_when_the_li
         assert loop._pulse_until_ts_s == pytest.approx(100.0362)
     finally:
         endpoint.close()
-
-
-def test_after_a_message_the_loop_lets_the_next_ones_gather_unless_a_moment_is_near() -> None:
-    from edge_inspect.actuation.loop import MESSAGE_BATCH_S, OutputBank, SchedulerLoop
-    from edge_inspect.actuation.schedule import make_tracker
-
-    now = [100.0]
-    spec = _spec()
-    slept: list[float] = []
-    bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
-    read_fd, write_fd = os.pipe()
-    endpoint = wire.Endpoint(read_fd, write_fd)
-    try:
-        loop = SchedulerLoop(
-            endpoint, spec, make_tracker(spec, None), bank, clock=lambda: now[0], sleep=slept.append,
-        )
-        os.write(write_fd, encode(Message(wire.PART, 0, 1, 99.9, 100.05, 100.0)))
-        loop._wait_until(100.05, math.inf)  # nothing due for 50 ms: one wake-up per MESSAGE_BATCH_S at most
-        assert slept == [MESSAGE_BATCH_S] and len(loop.tracker) == 1
-        os.write(write_fd, encode(Message(wire.PART, 0, 2, 99.901, 100.051, 100.001)))
-        loop._wait_until(100.05, 100.0015)  # a moment that may move a line is near: read again at once
-        assert slept == [MESSAGE_BATCH_S] and len(loop.tracker) == 2
-    finally:
-        endpoint.close()

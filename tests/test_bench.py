@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import make_config
 
-from edge_inspect.bench import run_pipeline
+from edge_inspect.bench import pulse_start_errors_ms, run_pipeline
 from edge_inspect.classify import OnnxClassifier
 from edge_inspect.cli import main
 from edge_inspect.events import PartResult
+from edge_inspect.outputs.simulated import Actuation
 
 REQUIRED = ("ceiling_fps", "pipeline_fps", "naive_fps", "e2e_p99_ms", "reject_error_p99_ms", "peak_rss_mb")
 
@@ -27,9 +28,23 @@ def test_pipeline_accounting(model_path: Path, replay_folder: Path) -> None:
     assert len(ids) == len(set(ids)) and ids == sorted(ids)
     assert all(r.latency_ms is None or r.latency_ms >= 0 for r in seen)
     assert all(r.fired_ts_s is None or r.fired_ts_s >= r.scheduled_fire_ts_s for r in seen)
-    for key in ("e2e_latency_ms", "reject_error_ms"):
+    for key in ("e2e_latency_ms", "reject_error_ms", "pulse_start_error_ms"):
         summary = figures[key]
         assert 0 <= summary["p50"] <= summary["p99"] <= summary["max"]
+    assert 0 < figures["pulses"] <= figures["rejects"]
+
+
+def test_a_pulse_start_is_timed_against_the_first_part_it_serves() -> None:
+    """Merged parts report their due moment (error 0); the rising edge is what the scheduler had to time."""
+    pulses = [Actuation(10.0004, 10.0154), Actuation(10.1002, None), Actuation(10.3, 10.31)]
+    fires = [  # (due, fired)
+        (10.0, 10.00041),  # started the first pulse, 0.4 ms late
+        (10.002, 10.002), (10.01, 10.01),  # merged into it
+        (10.1, 10.10021),  # started the second, still on at the end of the run
+        (10.105, 10.105),
+    ]  # the third pulse began in the warm-up: no part of the run in it
+    errors = pulse_start_errors_ms(pulses, fires)
+    assert errors == [pytest.approx(0.4), pytest.approx(0.2)]
 
 
 @pytest.mark.slow

@@ -35,10 +35,6 @@ IDLE_WAKE_S = 0.05
 GC_QUIET_S = 0.02
 """The scheduler process collects garbage itself, only when nothing is due for this long."""
 GC_EVERY_S = 1.0
-MESSAGE_BATCH_S = 0.001
-"""After a wake-up by a message, with nothing due for a while, the loop lets this long of messages gather
-before it reads again: one wake-up per millisecond at most instead of one per PART and VERDICT. A part's
-fire time is a travel delay away and its verdict is read before the spin for it, so nothing waits on this."""
 
 
 class OutputBank:
@@ -88,12 +84,10 @@ class SchedulerLoop:
     def __init__(
         self, endpoint: Endpoint, spec: SchedulerSpec, tracker: Tracker, bank: OutputBank,
         clock: Clock = time.monotonic, spin_s: float | None = None, hello: str = "",
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.hello = hello
         self.endpoint, self.spec, self.tracker, self.bank, self._clock = endpoint, spec, tracker, bank, clock
         self.spin_s = spec.spin_s if spin_s is None else spin_s
-        self._sleep = sleep
         self._pulse_until_ts_s: float | None = None
         self._pulse_on_ts_s = 0.0
         """When the reject line went on for the pulse now asserted (valid while ``_pulse_until_ts_s`` is set)."""
@@ -182,8 +176,6 @@ class SchedulerLoop:
                 self._handle(message)
             now = self._clock()
             if now < spin_from_ts_s and now < wake_ts_s:
-                if min(spin_from_ts_s, wake_ts_s) - now > 2 * MESSAGE_BATCH_S:
-                    self._sleep(MESSAGE_BATCH_S)  # let the next messages gather: one wake-up for several
                 return  # woken early by a message: recompute the next wake
         for message in self.endpoint.read_available() if not self.endpoint.is_peer_gone else []:
             self._handle(message)  # what came since the last read, before anything is resolved
