@@ -6,7 +6,8 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from conftest import build_inspector, make_config, thread_mode
 from edge_inspect.actuation import SchedulerClient, SchedulerSpec
 from edge_inspect.actuation import channel as wire
 from edge_inspect.actuation.channel import Decoder, Message, encode
-from edge_inspect.actuation.schedule import reason_of, verdict_code, verdict_of
+from edge_inspect.actuation.loop import IDLE_WAKE_S, OutputBank, SchedulerLoop
+from edge_inspect.actuation.schedule import make_tracker, reason_of, verdict_code, verdict_of
 from edge_inspect.config import AppConfig
 from edge_inspect.errors import ConfigError, OutputError
 from edge_inspect.events import FailsafeReason, PartResult, RunState, Verdict
@@ -269,19 +271,24 @@ def test_reject_edges_still_reach_the_mirror_after_the_reject_line_was_commanded
         client.join()
 
 
-def test_the_scheduler_spins_only_for_moments_that_may_move_a_line() -> None:
-    """A part settled as a pass wakes the loop (it is resolved at its time) but is no moment to spin for."""
-    from edge_inspect.actuation.loop import IDLE_WAKE_S, OutputBank, SchedulerLoop
-    from edge_inspect.actuation.schedule import make_tracker
-
+@contextmanager
+def _loop_on_a_fake_clock(**spec_changes: object) -> Iterator[tuple[SchedulerLoop, list[float], int]]:
+    """A scheduler loop on a clock the test moves (``now[0]``), one simulated reject line, and the read end
+    of the pipe its reports go to."""
     now = [100.0]
-    spec = _spec(heartbeat_period_s=0.0)
-    tracker = make_tracker(spec, None)
+    spec = _spec(**spec_changes)
     bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
     read_fd, write_fd = os.pipe()
     endpoint = wire.Endpoint(read_fd, write_fd)
     try:
-        loop = SchedulerLoop(endpoint, spec, tracker, bank, clock=lambda: now[0])
+        yield SchedulerLoop(endpoint, spec, make_tracker(spec, None), bank, clock=lambda: now[0]), now, read_fd
+    finally:
+        endpoint.close()
+
+
+def test_the_scheduler_spins_only_for_moments_that_may_move_a_line() -> None:
+    """A part settled as a pass wakes the loop (it is resolved at its time) but is no moment to spin for."""
+    with _loop_on_a_fake_clock(heartbeat_period_s=0.0) as (loop, now, read_fd):
         assert loop._next_wake_ts(now[0]) == (pytest.approx(100.0 + IDLE_WAKE_S), math.inf)
         for part_id, capture_ts in ((1, 99.88), (2, 99.89)):  # due 100.03, 100.04; deadlines 99.98, 99.99
             loop._handle(Message(wire.PART, 0, part_id, capture_ts, capture_ts + 0.15, capture_ts + 0.1))
@@ -295,8 +302,6 @@ def test_the_scheduler_spins_only_for_moments_that_may_move_a_line() -> None:
         assert loop._next_wake_ts(now[0]) == (pytest.approx(100.04), math.inf)
         resolved = Decoder().feed(os.read(read_fd, 4096))
         assert [(m.kind, m.part_id, math.isnan(m.a)) for m in resolved] == [(wire.RESOLVED, 1, True)]
-    finally:
-        endpoint.close()
 
 
 def _resolved(read_fd: int) -> list[Message]:
@@ -306,17 +311,7 @@ def _resolved(read_fd: int) -> list[Message]:
 def test_a_reject_due_inside_the_asserted_pulse_is_no_moment_to_spin_for_and_is_on_at_its_due_time() -> None:
     """At overload, rejects come every fraction of a millisecond inside one merged pulse: the line is on at
     their due moments already, so the loop wakes for them without spinning and reports them fired then."""
-    from edge_inspect.actuation.loop import OutputBank, SchedulerLoop
-    from edge_inspect.actuation.schedule import make_tracker
-
-    now = [100.0]
-    spec = _spec(pulse_width_s=0.005)
-    tracker = make_tracker(spec, None)
-    bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
-    read_fd, write_fd = os.pipe()
-    endpoint = wire.Endpoint(read_fd, write_fd)
-    try:
-        loop = SchedulerLoop(endpoint, spec, tracker, bank, clock=lambda: now[0])
+    with _loop_on_a_fake_clock(pulse_width_s=0.005) as (loop, now, read_fd):
         # due 100.030, 100.031, 100.0335 (inside the first pulse as it grows) and 100.045 (after it ends)
         for part_id, capture_ts in ((1, 99.88), (2, 99.881), (3, 99.8835), (4, 99.895)):
             loop._handle(Message(wire.PART, 0, part_id, capture_ts, capture_ts + 0.15, capture_ts + 0.1))
@@ -324,7 +319,7 @@ def test_a_reject_due_inside_the_asserted_pulse_is_no_moment_to_spin_for_and_is_
         assert loop._next_wake_ts(now[0]) == (pytest.approx(100.03), pytest.approx(100.03))  # no pulse yet: spin
         now[0] = 100.03
         loop.step(now[0])
-        assert bank.levels[0] and loop._pulse_until_ts_s == pytest.approx(100.035)
+        assert loop.bank.levels[0] and loop._pulse_until_ts_s == pytest.approx(100.035)
         # part 2 wakes the loop at its time, but the precise moment is the pulse's end
         assert loop._next_wake_ts(now[0]) == (pytest.approx(100.031), pytest.approx(100.035))
         now[0] = 100.0318  # woken 0.8 ms late from select(): the line was on all along
@@ -338,7 +333,7 @@ def test_a_reject_due_inside_the_asserted_pulse_is_no_moment_to_spin_for_and_is_
         assert loop._next_wake_ts(now[0]) == (pytest.approx(100.0385), pytest.approx(100.0385))
         now[0] = 100.0385
         loop.step(now[0])
-        assert not bank.levels[0]
+        assert not loop.bank.levels[0]
         assert loop._next_wake_ts(now[0]) == (pytest.approx(100.045), pytest.approx(100.045))
         fired = {m.part_id: (m.a, m.b) for m in _resolved(read_fd)}
         assert fired == {
@@ -346,22 +341,10 @@ def test_a_reject_due_inside_the_asserted_pulse_is_no_moment_to_spin_for_and_is_
             2: (pytest.approx(100.031), pytest.approx(100.031)),
             3: (pytest.approx(100.0335), pytest.approx(100.0335)),
         }
-    finally:
-        endpoint.close()
 
 
 def test_a_merged_reject_due_before_its_pulse_began_is_reported_from_when_the_line_went_on() -> None:
-    from edge_inspect.actuation.loop import OutputBank, SchedulerLoop
-    from edge_inspect.actuation.schedule import make_tracker
-
-    now = [100.0]
-    spec = _spec(pulse_width_s=0.005)
-    tracker = make_tracker(spec, None)
-    bank = OutputBank({"reject": SimulatedOutput(name="reject")}, lambda *_: None, lambda *_: None, lambda: now[0])
-    read_fd, write_fd = os.pipe()
-    endpoint = wire.Endpoint(read_fd, write_fd)
-    try:
-        loop = SchedulerLoop(endpoint, spec, tracker, bank, clock=lambda: now[0])
+    with _loop_on_a_fake_clock(pulse_width_s=0.005) as (loop, now, read_fd):
         for part_id, capture_ts in ((1, 99.88), (2, 99.881)):  # due 100.030 and 100.031, no verdict: fail-safe
             loop._handle(Message(wire.PART, 0, part_id, capture_ts, capture_ts + 0.15, capture_ts + 0.1))
         now[0] = 100.0312  # the loop came late to both
@@ -369,5 +352,3 @@ def test_a_merged_reject_due_before_its_pulse_began_is_reported_from_when_the_li
         fired = {m.part_id: m.a for m in _resolved(read_fd)}
         assert fired == {1: pytest.approx(100.0312), 2: pytest.approx(100.0312)}  # never earlier than the line
         assert loop._pulse_until_ts_s == pytest.approx(100.0362)
-    finally:
-        endpoint.close()
