@@ -340,12 +340,15 @@ def test_review_and_stats_pages_bulk_undo_types_downloads(review_site: tuple[str
     page.select_option("#bulk-type", "scratch")
     page.click("#bulk button[data-bulk=confirmed_defect]")
     page.wait_for_selector(f"text=Saved: {cards} part(s) labelled confirmed defect.")
+    # the flash is in the DOM while the new page still parses; its keys work once review.js (deferred) ran
+    page.wait_for_load_state("domcontentloaded")
     labelled = [r for r in store.iter_records() if r.label == "confirmed_defect"]
     assert len(labelled) == cards and {r.defect_type for r in labelled} == {"scratch"}
     page.evaluate("() => window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "screens-review-grid.png"))
     page.keyboard.press("z")  # undo the last review
     page.wait_for_selector("text=Undone")
+    page.wait_for_load_state("domcontentloaded")  # as above: the next key needs review.js's listener
     assert not [r for r in store.iter_records() if r.label is not None]
 
     # the ? help opens where the user is (scrolled to the bottom here)
