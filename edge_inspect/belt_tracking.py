@@ -120,16 +120,24 @@ class EncoderPartTracker:
         """
         if not self._parts:
             return None
-        waiting = [p.fallback_fire_ts_s for p in self._parts.values() if p.failsafe_reason is not None]
+        waiting = [p.fallback_fire_ts_s for p in self._parts.values() if self._fires_by_time(p)]
         limits = self.monitor.limits
         counts_per_s = limits.max_speed_mm_s * limits.counts_per_mm
         remaining = [
             self.distance_counts - travelled_counts(p.capture_counts, self.monitor.position_counts)
             for p in self._parts.values()
-            if p.failsafe_reason is None
+            if not self._fires_by_time(p)
         ]
         soonest_s = max(min(remaining) / counts_per_s, self.poll_s) if remaining else math.inf
         return min([self._last_poll_ts_s + soonest_s, *waiting])
+
+    def _fires_by_time(self, part: BeltPart) -> bool:
+        """True when ``part`` fires at its nominal time, not by belt position: its own position was not
+        trusted (ENCODER_FAULT), or the encoder is in fault now. A part fail-safed for another reason (a
+        late verdict, a full queue) still rides the belt to the diverter: it is due by position while the
+        encoder is trusted. (Its nominal time used to count as its next look, so once that passed on a belt
+        slower than nominal, every look came at once: a busy loop until the belt brought the part.)"""
+        return part.failsafe_reason is FailsafeReason.ENCODER_FAULT or self.monitor.fault is not None
 
     def next_may_fire_ts(self) -> float | None:
         """Encoder tracking cannot tell a part's fire time in advance: every look may fire (the scheduler
@@ -150,7 +158,7 @@ class EncoderPartTracker:
                     part.failsafe_reason = FailsafeReason.ENCODER_FAULT
         for part_id in sorted(self._parts):
             part = self._parts[part_id]
-            if part.failsafe_reason is FailsafeReason.ENCODER_FAULT:
+            if self._fires_by_time(part):
                 if now_s < part.fallback_fire_ts_s:
                     continue
             elif not is_due(part.capture_counts, now_counts, self.distance_counts):

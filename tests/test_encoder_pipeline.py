@@ -72,7 +72,8 @@ def test_the_part_reaches_the_diverter_when_the_belt_has_moved(model_path: Path,
         results.extend(collect(subscription))
         assert results == [] and inspector.state is RunState.RUNNING
         encoder.advance(150)
-        assert wait_for(lambda: bool(results.extend(collect(subscription)) or results))
+        arrived = wait_for(lambda: bool(results.extend(collect(subscription)) or results))
+        assert arrived, f"no result 15 s after the belt moved on: {inspector.status()}, {inspector.loop_heartbeats()}"
     [result] = results
     assert result.failsafe_reason is None and result.verdict.value in ("good", "defect")
     assert inspector.status().failsafe == 0

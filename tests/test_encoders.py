@@ -207,6 +207,25 @@ def test_an_encoder_fault_fail_safes_parts_in_flight_at_their_nominal_time() -> 
     assert [(p.part_id, p.failsafe_reason) for p in due] == [(1, FailsafeReason.ENCODER_FAULT)]
 
 
+def test_a_part_fail_safed_for_a_late_verdict_still_rides_the_belt_and_costs_no_busy_polling() -> None:
+    """A deadline fail-safe is rejected when the belt brings it to the diverter, however slow the belt; its
+    nominal time is no reason to look at the encoder every instant after it."""
+    encoder = SimulatedEncoder(SimulatedEncoderConfig(pulses_per_mm=2.0))
+    tracker = _tracker(encoder)  # due after 600 counts (top speed 2000 counts/s), nominal travel 0.75 s
+    list(tracker.pop_due(0.0))
+    tracker.add(1, 0.0, 0.0, None)
+    tracker.fail(1, FailsafeReason.DEADLINE)  # no verdict by its deadline
+    encoder.advance(300, 0.5)
+    assert list(tracker.pop_due(0.5)) == []
+    encoder.advance(100, 1.0)  # past its nominal time, the belt (slower than nominal) still short of the diverter
+    assert list(tracker.pop_due(1.0)) == []
+    assert tracker.next_fire_ts() == pytest.approx(1.0 + 200 / 2000)  # the next look is ahead, not in the past
+    encoder.advance(200, 1.3)
+    due = list(tracker.pop_due(1.3))
+    assert [(p.part_id, p.failsafe_reason) for p in due] == [(1, FailsafeReason.DEADLINE)]
+    assert due[0].fire_ts_s == pytest.approx(1.3)  # at the diverter, not at its nominal time
+
+
 def test_the_actuator_sleeps_until_the_nearest_part_could_be_due_at_top_speed() -> None:
     encoder = SimulatedEncoder(SimulatedEncoderConfig(pulses_per_mm=2.0))
     tracker = _tracker(encoder)  # due after 600 counts; top speed 1000 mm/s = 2000 counts/s
