@@ -83,6 +83,8 @@ def pulse_start_errors_ms(
     ``fires`` are (due, fired) times of rejected parts. A part due inside a pulse already asserted is
     reported fired at its due moment (the line was on), so its error is 0 by construction; this is the
     figure for the edges the scheduler had to time: the physical rising edge against the first due part.
+    A pulse that went on before any part in ``fires`` was due began for a part not measured (the warm-up):
+    it is left out.
     """
     ordered = sorted(fires, key=lambda fire: fire[1])
     fired = [fire[1] for fire in ordered]
@@ -92,7 +94,8 @@ def pulse_start_errors_ms(
         end = len(fired) if pulse.off_ts_s is None else bisect.bisect_right(fired, pulse.off_ts_s)
         if start < end:
             first_due = min(due for due, _ in ordered[start:end])
-            errors.append((pulse.on_ts_s - first_due) * 1000.0)
+            if first_due <= pulse.on_ts_s:
+                errors.append((pulse.on_ts_s - first_due) * 1000.0)
     return errors
 
 

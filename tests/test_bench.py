@@ -28,21 +28,26 @@ def test_pipeline_accounting(model_path: Path, replay_folder: Path) -> None:
     assert len(ids) == len(set(ids)) and ids == sorted(ids)
     assert all(r.latency_ms is None or r.latency_ms >= 0 for r in seen)
     assert all(r.fired_ts_s is None or r.fired_ts_s >= r.scheduled_fire_ts_s for r in seen)
-    for key in ("e2e_latency_ms", "reject_error_ms", "pulse_start_error_ms"):
+    for key in ("e2e_latency_ms", "reject_error_ms"):
         summary = figures[key]
         assert 0 <= summary["p50"] <= summary["p99"] <= summary["max"]
-    assert 0 < figures["pulses"] <= figures["rejects"]
+    # one pulse may cover every measured reject (a loaded machine fail-safes a run of parts): then none
+    assert figures["pulses"] <= figures["rejects"]
+    if figures["pulses"]:
+        starts = figures["pulse_start_error_ms"]
+        assert 0 <= starts["p50"] <= starts["p99"] <= starts["max"]
 
 
 def test_a_pulse_start_is_timed_against_the_first_part_it_serves() -> None:
     """Merged parts report their due moment (error 0); the rising edge is what the scheduler had to time."""
-    pulses = [Actuation(10.0004, 10.0154), Actuation(10.1002, None), Actuation(10.3, 10.31)]
+    pulses = [Actuation(9.99, 9.9999), Actuation(10.0004, 10.0154), Actuation(10.1002, None), Actuation(10.3, 10.31)]
     fires = [  # (due, fired)
-        (10.0, 10.00041),  # started the first pulse, 0.4 ms late
+        (9.9995, 9.9995),  # merged into a pulse begun in the warm-up for a part not measured: no figure
+        (10.0, 10.00041),  # started the second pulse, 0.4 ms late
         (10.002, 10.002), (10.01, 10.01),  # merged into it
-        (10.1, 10.10021),  # started the second, still on at the end of the run
+        (10.1, 10.10021),  # started the third, still on at the end of the run
         (10.105, 10.105),
-    ]  # the third pulse began in the warm-up: no part of the run in it
+    ]  # the last pulse served no part of the run
     errors = pulse_start_errors_ms(pulses, fires)
     assert errors == [pytest.approx(0.4), pytest.approx(0.2)]
 

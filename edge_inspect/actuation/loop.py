@@ -224,7 +224,7 @@ class SchedulerLoop:
             if self._pulse_until_ts_s is None:
                 if self.bank.write(0, True):
                     fired_ts = self._pulse_on_ts_s = self._clock()
-            elif self.spec.tracking == "time" and part.fire_ts_s < self._pulse_until_ts_s:
+            elif self._covered_by_pulse(part.fire_ts_s):
                 # merged into the pulse already asserted: the line was on at its due moment (or from when the
                 # pulse began, if that was later), and its own pulse width runs from there
                 fired_ts = max(part.fire_ts_s, self._pulse_on_ts_s)
