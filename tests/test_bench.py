@@ -40,14 +40,15 @@ def test_pipeline_accounting(model_path: Path, replay_folder: Path) -> None:
 
 def test_a_pulse_start_is_timed_against_the_first_part_it_serves() -> None:
     """Merged parts report their due moment (error 0); the rising edge is what the scheduler had to time."""
-    pulses = [Actuation(9.99, 9.9999), Actuation(10.0004, 10.0154), Actuation(10.1002, None), Actuation(10.3, 10.31)]
+    pulses = [Actuation(9.99, 9.9999), Actuation(10.0004, 10.0154), Actuation(10.05, 10.06), Actuation(10.1002, None)]
     fires = [  # (due, fired)
         (9.9995, 9.9995),  # merged into a pulse begun in the warm-up for a part not measured: no figure
         (10.0, 10.00041),  # started the second pulse, 0.4 ms late
         (10.002, 10.002), (10.01, 10.01),  # merged into it
-        (10.1, 10.10021),  # started the third, still on at the end of the run
+        # the third pulse served no part of the run
+        (10.1, 10.10021),  # started the last, still on at the end of the run
         (10.105, 10.105),
-    ]  # the last pulse served no part of the run
+    ]
     errors = pulse_start_errors_ms(pulses, fires)
     assert errors == [pytest.approx(0.4), pytest.approx(0.2)]
 
