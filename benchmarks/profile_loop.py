@@ -51,6 +51,17 @@ def _process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _child_role(pid: int) -> str:
+    """"(scheduler process)" or "(defect-log process)", from the child's command line."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "(child process)"
+    if b"edge_inspect.defect_log" in command:
+        return "(defect-log process)"
+    return "(scheduler process)" if b"edge_inspect.actuation" in command else "(child process)"
+
+
 class ThreadCpu:
     """Samples every thread's CPU time (ns) four times a second, so per-thread costs can be read afterwards."""
 
@@ -74,10 +85,11 @@ class ThreadCpu:
                 # one name per role: waitress-3, waitress-7 ... are all "waitress"
                 name = re.sub(r"[-_]\d+$", "", thread.name)
                 cpu[name] = cpu.get(name, 0.0) + seconds
-            for pid in _child_pids():  # the reject scheduler process (process mode), as one pseudo-thread
+            for pid in _child_pids():  # the reject scheduler and defect-log writer processes, one pseudo-thread each
                 child_s = _process_cpu_s(pid)
                 if child_s is not None:
-                    cpu["(scheduler process)"] = cpu.get("(scheduler process)", 0.0) + child_s
+                    name = _child_role(pid)
+                    cpu[name] = cpu.get(name, 0.0) + child_s
             self.samples.append((now, cpu))
 
     def __enter__(self) -> ThreadCpu:

@@ -46,3 +46,7 @@ class FieldbusError(EdgeInspectError, RuntimeError):
 
 class EncoderError(EdgeInspectError, RuntimeError):
     """A belt encoder input cannot be set up."""
+
+
+class DefectLogError(EdgeInspectError, RuntimeError):
+    """The QA defect log's writer could not be started or asked (its process did not come up)."""

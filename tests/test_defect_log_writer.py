@@ -168,8 +168,11 @@ def build_inspector(model_path: Path, replay_folder: Path, tmp_path: Path, **log
     return shared_build_inspector(config)
 
 
-def test_service_records_the_inspectors_defects(model_path: Path, replay_folder: Path, tmp_path: Path) -> None:
-    inspector = build_inspector(model_path, replay_folder, tmp_path, sample_good_fraction=1.0)
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_service_records_the_inspectors_defects(
+    model_path: Path, replay_folder: Path, tmp_path: Path, mode: str
+) -> None:
+    inspector = build_inspector(model_path, replay_folder, tmp_path, sample_good_fraction=1.0, mode=mode)
     with defect_log_service(inspector.config, inspector) as writer:
         inspector.start(max_parts=16)
         assert inspector.wait_until_done(20)
@@ -193,7 +196,10 @@ def test_a_slow_log_drops_and_counts_and_inspection_never_waits(
         return original(self, batch)
 
     monkeypatch.setattr(DefectLogWriter, "_write_batch", slow)
-    inspector = build_inspector(model_path, replay_folder, tmp_path, sample_good_fraction=1.0, queue_items=2)
+    # thread mode: the patched writer is this process's (tests/test_defect_log_process.py stalls the process)
+    inspector = build_inspector(
+        model_path, replay_folder, tmp_path, sample_good_fraction=1.0, queue_items=2, mode="thread"
+    )
     with defect_log_service(inspector.config, inspector) as writer:
         inspector.start(max_parts=24)
         assert inspector.wait_until_done(20)

@@ -156,11 +156,13 @@ def test_the_admin_route_refuses_a_damaged_model_file(config: AppConfig, tmp_pat
 # ------------------------------------------------------------------------------- the QA log's disk
 
 
-def log_config(model_path: Path, replay_folder: Path, data_dir: Path) -> AppConfig:
+def log_config(model_path: Path, replay_folder: Path, data_dir: Path, mode: str = "process") -> AppConfig:
+    """``mode`` "thread" for the tests that inject faults into the writer's own objects (its connection,
+    its image files): the same writer code the process runs, reachable from the test."""
     return make_config(
         model_path,
         replay_folder,
-        defect_log={"enabled": True, "data_dir": str(data_dir), "sample_good_fraction": 1.0},
+        defect_log={"enabled": True, "data_dir": str(data_dir), "sample_good_fraction": 1.0, "mode": mode},
         line=GENEROUS_LINE,
     )
 
@@ -202,7 +204,7 @@ def test_a_database_that_cannot_be_written_degrades_logging_and_inspection_goes_
     model_path: Path, replay_folder: Path, tmp_path: Path, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     data_dir = tmp_path / "log"
-    config = log_config(model_path, replay_folder, data_dir)
+    config = log_config(model_path, replay_folder, data_dir, mode="thread")
     inspector = build_inspector(config)
     inject, heal = FULL_OR_READ_ONLY[fault]
     with defect_log_service(config, inspector) as writer:
@@ -264,7 +266,7 @@ def test_a_database_locked_past_the_busy_timeout_is_an_error_and_inspection_goes
     model_path: Path, replay_folder: Path, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "log"
-    config = log_config(model_path, replay_folder, data_dir)
+    config = log_config(model_path, replay_folder, data_dir, mode="thread")
     inspector = build_inspector(config)
     with defect_log_service(config, inspector) as writer:
         on_writer_connection(writer, "PRAGMA busy_timeout = 100")  # 10 s in service; shortened for the test
@@ -318,7 +320,7 @@ def test_images_that_cannot_be_written_still_give_rows_and_inspection_goes_on(
 ) -> None:
     """ENOSPC on every image write while the inspector runs: rows continue, the loop never notices."""
     data_dir = tmp_path / "log"
-    config = log_config(model_path, replay_folder, data_dir)
+    config = log_config(model_path, replay_folder, data_dir, mode="thread")
     inspector = build_inspector(config)
     with defect_log_service(config, inspector) as writer:
         original = writer.files.write_part

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -19,6 +20,12 @@ class DefectLogConfig(StrictModel):
     """Where rejected and sampled parts are recorded for QA, and how much disk that may take."""
 
     enabled: bool = Field(False, description="Record defects, fail-safe parts and sampled good parts.")
+    mode: Literal["process", "thread"] = Field(
+        "process",
+        description="'process': JPEG encoding, fsync and SQLite run in a writer process of their own (nice 10), "
+        "so the log's Python never holds the inspection process's interpreter lock; 'thread': the same writer "
+        "as a thread of the inspection process (one process less, for the smallest boxes).",
+    )
     data_dir: Path = Field(Path("var/defect-log"), description="Folder for the SQLite file and images.")
     sample_good_fraction: float = Field(
         0.01,

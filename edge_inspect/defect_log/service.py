@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..config.models import AppConfig
+from .process import DefectLogProcess
 from .writer import AlarmCallback, DefectLogWriter
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,21 @@ def inspector_alarm(inspector: Any) -> AlarmCallback:
 
 
 @contextlib.contextmanager
-def defect_log_service(config: AppConfig, inspector: Any) -> Iterator[DefectLogWriter]:
+def defect_log_service(config: AppConfig, inspector: Any) -> Iterator[DefectLogWriter | DefectLogProcess]:
     """Record ``inspector``'s defects and sampled good parts while the context lasts.
 
-    Start-up reconciles what a previous run left (see :mod:`.reconcile`) before the first part; on
-    exit the writer records what is still queued.
+    ``defect_log.mode`` "process" runs the writer in its own process (:mod:`.process`), "thread" in this
+    one; both read the same bounded subscription and write the same files. Start-up reconciles what a
+    previous run left (see :mod:`.reconcile`) before the first part; on exit the writer records what is
+    still queued.
     """
     subscription = inspector.subscribe(SUBSCRIBER_NAME, config.defect_log.queue_items)
     subscription.wake_delay_s = WAKE_DELAY_S
-    writer = DefectLogWriter(config.defect_log, subscription, on_alarm=inspector_alarm(inspector))
+    writer: DefectLogWriter | DefectLogProcess
+    if config.defect_log.mode == "process":
+        writer = DefectLogProcess(config.defect_log, subscription, on_alarm=inspector_alarm(inspector))
+    else:
+        writer = DefectLogWriter(config.defect_log, subscription, on_alarm=inspector_alarm(inspector))
     try:
         report = writer.open()
         if not report.is_clean:

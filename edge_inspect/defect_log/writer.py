@@ -100,6 +100,33 @@ def should_log(result: PartResult, fraction: float) -> tuple[bool, bool]:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """A batch of results as the log needs it: the parts to record (with whether each is a sampled good
+    part), the per-bucket counts of every part (start, good, defect, fail-safe, rejected, logged), and how
+    many parts it counts. Small enough to cross to the writer process: unrecorded parts leave only counts."""
+
+    recorded: tuple[tuple[PartResult, bool], ...]
+    counts: tuple[tuple[int, int, int, int, int, int], ...]
+    received: int
+
+
+def tally(batch: Sequence[PartResult], sample_good_fraction: float) -> Tally:
+    """Count ``batch`` into quarter-hour buckets and pick the parts to record (:func:`should_log`)."""
+    counts: dict[int, list[int]] = {}
+    recorded: list[tuple[PartResult, bool]] = []
+    for result in batch:
+        record, sampled = should_log(result, sample_good_fraction)
+        bucket = counts.setdefault(int(result.capture_wall_time_s // BUCKET_S) * BUCKET_S, [0, 0, 0, 0, 0])
+        bucket[("good", "defect", "failsafe").index(result.verdict.value)] += 1
+        bucket[3] += int(result.is_rejected)
+        bucket[4] += int(record)
+        if record:
+            recorded.append((result, sampled))
+    rows = tuple((start, v[0], v[1], v[2], v[3], v[4]) for start, v in counts.items())
+    return Tally(tuple(recorded), rows, len(batch))
+
+
+@dataclass(frozen=True)
 class DefectLogStatus:
     """The writer's counters, for status pages and tests."""
 
@@ -313,13 +340,21 @@ class DefectLogWriter:
                 log.warning("defect log: stopped before the queue was empty")
                 break
 
+    def record(self, counted: Tally) -> None:
+        """Record a counted batch as the thread does: errors counted, logged and alarmed, never raised."""
+        self._guarded(self.write_tally, counted)
+
+    def guarded_retention(self) -> None:
+        """Retention when due (every ``prune_interval_s``, or over budget), errors counted, never raised."""
+        self._guarded(self.apply_retention, False)
+
     def _guarded(self, work: Callable[..., Any], *args: Any) -> None:
         """Run writer work; errors are counted and logged (rate-limited), never end the thread."""
         try:
             with self._lock:
                 work(*args)
         except sqlite3.Error as error:
-            if work == self.write_batch:  # rows are being lost: an operator must know
+            if work in (self.write_batch, self.write_tally):  # rows are being lost: an operator must know
                 self._set_alarm(
                     "write",
                     f"defect log cannot write its database: {error} "
@@ -329,7 +364,7 @@ class DefectLogWriter:
         except (OSError, ValueError) as error:
             self._count_error(error)
         else:
-            if work == self.write_batch:
+            if work in (self.write_batch, self.write_tally):
                 self._set_alarm("write", None)
 
     def _count_error(self, error: Exception) -> None:
@@ -348,24 +383,24 @@ class DefectLogWriter:
             return self._write_batch(batch)
 
     def _write_batch(self, batch: Sequence[PartResult]) -> int:
+        return self._write_tally(tally(batch, self.config.sample_good_fraction))
+
+    def write_tally(self, counted: Tally) -> int:
+        """Record a batch already counted by :func:`tally` (the writer process's work, see :mod:`.process`)."""
+        with self._lock:
+            return self._write_tally(counted)
+
+    def _write_tally(self, counted: Tally) -> int:
         conn = self._connection()
-        counts: dict[int, list[int]] = {}
+        self.received += counted.received
         rows: list[tuple[Any, ...]] = []
         dirs: set[Path] = set()
-        for result in batch:
-            self.received += 1
-            record, sampled = should_log(result, self.config.sample_good_fraction)
-            bucket = counts.setdefault(int(result.capture_wall_time_s // BUCKET_S) * BUCKET_S, [0, 0, 0, 0, 0])
-            bucket[("good", "defect", "failsafe").index(result.verdict.value)] += 1
-            bucket[3] += int(result.is_rejected)
-            bucket[4] += int(record)
-            if not record:
-                continue
+        for result, sampled in counted.recorded:
             images, status = self._images(result)
             dirs |= images.dirs
             rows.append(self._row(result, sampled, images, status))
         self.files.sync(dirs)  # the renames are durable before any row names them
-        self._commit_with_retry(conn, rows, [(start, *values) for start, values in counts.items()], len(batch))
+        self._commit_with_retry(conn, rows, list(counted.counts), counted.received)
         self.logged += len(rows)
         self._used_bytes += sum(row[18] for row in rows)
         return len(rows)
