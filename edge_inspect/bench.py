@@ -217,6 +217,9 @@ def run_pipeline(
         time.sleep(warmup_s)
         collect(subscription)  # discard warm-up parts
         meter = CpuMeter()
+        log_writer = services.get("defect_log")
+        log_cpu = getattr(log_writer, "cpu_s", None)  # the writer process's (process mode), else None
+        log_cpu_start = log_cpu() if log_cpu else None
         scheduler_cpu_start, scheduler_wall_start = inspector.scheduler_cpu_s(), time.perf_counter()
         rss_start = rss_mb()
         end = time.monotonic() + seconds
@@ -234,6 +237,12 @@ def run_pipeline(
             wall_s = time.perf_counter() - scheduler_wall_start
             scheduler_cpu = 100.0 * (scheduler_cpu_end - scheduler_cpu_start) / wall_s
         scheduler_rss = inspector.scheduler_rss_mb()
+        log_cpu_end = log_cpu() if log_cpu else None
+        defect_log_cpu = None
+        if log_cpu_start is not None and log_cpu_end is not None:
+            defect_log_cpu = 100.0 * (log_cpu_end - log_cpu_start) / (time.perf_counter() - scheduler_wall_start)
+        log_rss = getattr(log_writer, "rss_mb", None)
+        defect_log_rss = log_rss() if log_rss else None
         inspector.stop()
         results.extend(collect(subscription))
     decided = [r for r in results if r.verdict is not Verdict.FAILSAFE]
@@ -273,6 +282,8 @@ def run_pipeline(
         "rss_start_mb": rss_start,
         "rss_end_mb": rss_mb(),
         "scheduler_rss_mb": scheduler_rss,
+        "defect_log_cpu_percent": defect_log_cpu,  # the writer process's, when the log runs as one
+        "defect_log_rss_mb": defect_log_rss,
         "actuation": f"{config.actuation.mode}: {inspector.scheduler_realtime}",
         "viewer": viewer,
         "all_parts_counted_once": len({r.part_id for r in results}) == len(results),

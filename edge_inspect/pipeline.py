@@ -251,16 +251,8 @@ class Inspector(
         if adopt_threshold:
             self._threshold = classifier.threshold
 
-
-
     def reset_counters(self) -> None:
         self.counters = PartCounters()
-
-
-
-
-
-
 
     def status(self) -> StatusSnapshot:
         now = self._clock()
@@ -292,41 +284,3 @@ class Inspector(
             reject_not_actuated=counters.reject_not_actuated,
             unmatched_frames=self._matcher.frames_unmatched,
         )
-
-
-    # ------------------------------------------------------------------ faults
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ capture thread
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ inference thread
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ actuation thread
-
-
-
-
-
-
-
-

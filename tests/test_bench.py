@@ -38,6 +38,21 @@ def test_pipeline_accounting(model_path: Path, replay_folder: Path) -> None:
         assert 0 <= starts["p50"] <= starts["p99"] <= starts["max"]
 
 
+def test_the_writer_processs_cpu_and_memory_are_reported_apart(
+    model_path: Path, replay_folder: Path, tmp_path: Path
+) -> None:
+    """With the log in its own process the inspection process's CPU no longer includes it: say it apart."""
+    config = make_config(
+        model_path, replay_folder, defect_log={"enabled": True, "data_dir": str(tmp_path / "log")}
+    )
+    figures = run_pipeline(config, OnnxClassifier(model_path, warmup_runs=0), 100.0, 1.0, 0.3)
+    assert figures["defect_log_cpu_percent"] is not None and figures["defect_log_cpu_percent"] >= 0
+    assert figures["defect_log_rss_mb"] is not None and figures["defect_log_rss_mb"] > 1
+    thread = config.model_copy(update={"defect_log": config.defect_log.model_copy(update={"mode": "thread"})})
+    figures = run_pipeline(thread, OnnxClassifier(model_path, warmup_runs=0), 100.0, 1.0, 0.3)
+    assert figures["defect_log_cpu_percent"] is None and figures["defect_log_rss_mb"] is None
+
+
 def test_a_pulse_start_is_timed_against_the_first_part_it_serves() -> None:
     """Merged parts report their due moment (error 0); the rising edge is what the scheduler had to time."""
     pulses = [Actuation(9.99, 9.9999), Actuation(10.0004, 10.0154), Actuation(10.05, 10.06), Actuation(10.1002, None)]

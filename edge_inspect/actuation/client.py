@@ -21,6 +21,7 @@ from ..encoders.base import Encoder
 from ..errors import ConfigError, OutputError
 from ..outputs.base import DigitalOutput
 from ..outputs.simulated import SimulatedOutput
+from ..procstat import process_cpu_s, process_rss_mb
 from . import channel
 from .channel import ChannelError, Endpoint, Message
 from .loop import OutputBank, SchedulerLoop
@@ -197,25 +198,13 @@ class SchedulerClient:
         """CPU seconds (user + system) the scheduler process has used (None in thread mode or once it ended)."""
         if self.process is None or self.process.poll() is not None:
             return None
-        try:
-            with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+        return process_cpu_s(self.process.pid)
 
     def rss_mb(self) -> float | None:
         """The scheduler process's resident memory (None in thread mode or once it ended)."""
         if self.process is None or self.process.poll() is not None:
             return None
-        try:
-            with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024.0
-        except OSError:
-            return None
-        return None
+        return process_rss_mb(self.process.pid)
 
 
 EventHandler = Callable[[Message], None]

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..config.defect_log import DefectLogConfig
 from ..errors import ConfigError, DefectLogError
+from ..procstat import process_cpu_s, process_rss_mb
 from .reconcile import ReconcileReport
 from .writer import BATCH_MAX_PARTS, WRITER_NICE, AlarmCallback, DefectLogStatus, DefectLogWriter, ResultSource, tally
 
@@ -190,6 +191,16 @@ class DefectLogProcess:
     @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds the writer process has used (None once it ended)."""
+        pid = self.pid
+        return None if pid is None else process_cpu_s(pid)
+
+    def rss_mb(self) -> float | None:
+        """The writer process's resident memory, MiB (None once it ended)."""
+        pid = self.pid
+        return None if pid is None else process_rss_mb(pid)
 
     @property
     def alarm_reason(self) -> str | None:
