@@ -43,7 +43,7 @@ def test_the_writer_processs_cpu_and_memory_are_reported_apart(
 ) -> None:
     """With the log in its own process the inspection process's CPU no longer includes it: say it apart."""
     config = make_config(
-        model_path, replay_folder, defect_log={"enabled": True, "data_dir": str(tmp_path / "log")}
+        model_path, replay_folder, defect_log={"enabled": True, "data_dir": str(tmp_path / "log"), "mode": "process"}
     )
     figures = run_pipeline(config, OnnxClassifier(model_path, warmup_runs=0), 100.0, 1.0, 0.3)
     assert figures["defect_log_cpu_percent"] is not None and figures["defect_log_cpu_percent"] >= 0

@@ -1,5 +1,6 @@
-"""The defect log's writer process (``defect_log.mode = "process"``, the default): back-pressure, a writer
-process that dies, a folder it cannot use, and its log records and alarm reaching the inspection side.
+"""The defect log's writer process (``defect_log.mode = "process"``): back-pressure, a writer process that
+dies, an inspection process that dies, a folder it cannot use, and its log records and alarm reaching the
+inspection side.
 
 The writer's own behaviour (what it records, retries, retention) is the same code in both modes and is
 tested in tests/test_defect_log_writer.py and tests/test_faults.py; these tests are about the boundary."""
@@ -10,6 +11,8 @@ import logging
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,10 +30,9 @@ from edge_inspect.pipeline import Inspector
 def build_inspector(model_path: Path, replay_folder: Path, data_dir: Path, **log: object) -> Inspector:
     config = make_config(  # a generous budget: a part late because of a loaded machine is not the log's doing
         model_path, replay_folder,
-        defect_log={"enabled": True, "data_dir": str(data_dir), "sample_good_fraction": 1.0, **log},
+        defect_log={"enabled": True, "data_dir": str(data_dir), "sample_good_fraction": 1.0, "mode": "process", **log},
         line={"travel_delay_ms": 1000.0},
     )
-    assert config.defect_log.mode == "process"  # the default
     return shared_build_inspector(config)
 
 
@@ -127,3 +129,55 @@ def test_the_writer_processs_log_records_and_alarm_reach_the_inspection_side(
     assert any(r.levelno == logging.ERROR and "kept as" in r.getMessage() for r in forwarded), (
         "the writer process's own ALARM record did not reach this process's log under its own name"
     )
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from edge_inspect.config.defect_log import DefectLogConfig
+from edge_inspect.defect_log.process import DefectLogProcess
+
+class Nothing:
+    def get(self, timeout_s=None):
+        time.sleep(timeout_s or 0)
+        return None
+
+writer = DefectLogProcess(DefectLogConfig(enabled=True, data_dir=Path(sys.argv[1]), mode="process"), Nothing())
+writer.start()
+print(writer.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def is_gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status  # ended, not yet reaped by whoever inherited it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_inspection_process_takes_its_writer_process_with_it(tmp_path: Path) -> None:
+    """As a writer thread would be: no writer left behind to race the next run's start-up check."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "log")], stdout=subprocess.PIPE, text=True
+    )
+    writer_pid = 0
+    try:
+        assert holder.stdout is not None
+        writer_pid = int(holder.stdout.readline())
+        assert not is_gone(writer_pid)
+        # stopped, it could not notice its pipe closing by itself: only the kernel's death signal ends it
+        os.kill(writer_pid, signal.SIGSTOP)
+        holder.kill()
+        holder.wait()
+        assert wait_for(lambda: is_gone(writer_pid), what="the writer process to end with its parent")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if writer_pid and not is_gone(writer_pid):
+            os.kill(writer_pid, signal.SIGKILL)
+        if holder.stdout is not None:
+            holder.stdout.close()

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,20 @@ def start_run(config: Path, *extra: str) -> subprocess.Popen[str]:
     return process
 
 
+@pytest.fixture
+def runs() -> Iterator[list[subprocess.Popen[str]]]:
+    """Every ``edge-inspect run`` a test starts: killed and closed at teardown if the test failed before
+    ``finish``, so a failure leaves no process and no open pipe to surface as a warning in a later test."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None and not process.stdout.closed:
+            process.stdout.close()
+
+
 def finish(process: subprocess.Popen[str], timeout_s: float = 30.0) -> tuple[int, str]:
     try:
         code = process.wait(timeout=timeout_s)
@@ -126,11 +141,12 @@ def wait_for_rows(data_dir: Path, rows: int, timeout_s: float = 30.0) -> None:
 
 
 def test_sigterm_shuts_down_cleanly_flushes_the_log_and_writes_the_report(
-    tmp_path: Path, model_path: Path, replay_folder: Path
+    tmp_path: Path, model_path: Path, replay_folder: Path, runs: list[subprocess.Popen[str]]
 ) -> None:
     config = write_run_config(tmp_path, model_path, replay_folder)
     report_path = tmp_path / "report.json"
     process = start_run(config, "--report", str(report_path))
+    runs.append(process)
     wait_for_rows(tmp_path / "log", 20)
     process.send_signal(signal.SIGTERM)
     code, out = finish(process)
@@ -161,11 +177,12 @@ def test_sigterm_shuts_down_cleanly_flushes_the_log_and_writes_the_report(
 
 
 def test_sigkill_then_restart_leaves_counters_and_logs_consistent(
-    tmp_path: Path, model_path: Path, replay_folder: Path
+    tmp_path: Path, model_path: Path, replay_folder: Path, runs: list[subprocess.Popen[str]]
 ) -> None:
     config = write_run_config(tmp_path, model_path, replay_folder)
     data_dir = tmp_path / "log"
     process = start_run(config)
+    runs.append(process)
     wait_for_rows(data_dir, 30)
     os.kill(process.pid, signal.SIGKILL)
     code, _ = finish(process)
@@ -174,6 +191,7 @@ def test_sigkill_then_restart_leaves_counters_and_logs_consistent(
 
     report_path = tmp_path / "report.json"
     process = start_run(config, "--max-parts", "12", "--report", str(report_path))
+    runs.append(process)
     code, _ = finish(process, timeout_s=60)
     stderr = (tmp_path / "stderr.txt").read_text()
     assert code == 0, stderr

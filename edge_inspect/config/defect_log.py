@@ -20,11 +20,12 @@ class DefectLogConfig(StrictModel):
     """Where rejected and sampled parts are recorded for QA, and how much disk that may take."""
 
     enabled: bool = Field(False, description="Record defects, fail-safe parts and sampled good parts.")
-    mode: Literal["process", "thread"] = Field(
-        "process",
-        description="'process': JPEG encoding, fsync and SQLite run in a writer process of their own (nice 10), "
-        "so the log's Python never holds the inspection process's interpreter lock; 'thread': the same writer "
-        "as a thread of the inspection process (one process less, for the smallest boxes).",
+    mode: Literal["thread", "process"] = Field(
+        "thread",
+        description="'thread': the writer is a thread of the inspection process (nice 10). 'process': JPEG "
+        "encoding, fsync and SQLite run in a writer process at idle priority (SCHED_IDLE), so the log's Python "
+        "never holds the inspection process's interpreter lock (lower inspection latency while the box has "
+        "spare CPU; on a box kept busy by other work the log then gets little CPU and drops more).",
     )
     data_dir: Path = Field(Path("var/defect-log"), description="Folder for the SQLite file and images.")
     sample_good_fraction: float = Field(

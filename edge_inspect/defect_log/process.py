@@ -1,4 +1,4 @@
-"""The defect log's writer in a process of its own (``defect_log.mode = "process"``, the default).
+"""The defect log's writer in a process of its own (``defect_log.mode = "process"``; "thread" is the default).
 
 The inspection process keeps one forwarder thread: it reads the log's bounded bus subscription, counts
 each batch (:func:`.writer.tally`) and sends only the parts to record, with their frames, over a pipe.
@@ -11,7 +11,11 @@ inspector and re-logs the records under their own logger names.
 
 Back-pressure is the thread's: when the writer process falls behind, the pipe fills, the forwarder waits
 on it, and the bus drops parts for the log and counts them (``status().dropped["defect_log"]``). If the
-writer process ends unexpectedly, the log's alarm says so and the parts it could not take are counted.
+writer process ends unexpectedly, the log's alarm says so and the parts it could not take are counted;
+if the inspection process dies, the kernel ends the writer process with it (Linux: PR_SET_PDEATHSIG).
+
+Not the default: at SCHED_IDLE the writer gets almost no CPU on a box kept busy by other work, and
+records (and, where the OS refuses to lift that priority for the drain, shuts down) slowly there.
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ class DefectLogProcess:
         to_writer_r, to_writer_w = os.pipe()
         from_writer_r, from_writer_w = os.pipe()
         command = [sys.executable, "-m", "edge_inspect.defect_log.process",
-                   "--read-fd", str(to_writer_r), "--write-fd", str(from_writer_w)]
+                   "--read-fd", str(to_writer_r), "--write-fd", str(from_writer_w), "--parent-pid", str(os.getpid())]
         try:
             self._process = subprocess.Popen(command, pass_fds=(to_writer_r, from_writer_w), close_fds=True)
         finally:
@@ -152,6 +156,7 @@ class DefectLogProcess:
             return
         self._closing = True
         self._drain_deadline_s = time.monotonic() + drain_timeout_s
+        _back_to_normal_priority(self._process.pid)  # the drain must not wait for idle CPU on a busy box
         self._stop.set()
         if self._forwarder is not None:
             self._forwarder.join(drain_timeout_s + 5.0)
@@ -339,6 +344,35 @@ def yield_the_cpu() -> str:
         return "normal priority"
 
 
+def _back_to_normal_priority(pid: int) -> None:
+    """Move the writer process from SCHED_IDLE to normal scheduling for its drain, where the OS allows it
+    (root, CAP_SYS_NICE or an RLIMIT_NICE that admits nice 0); otherwise it drains at idle priority."""
+    set_scheduler = getattr(os, "sched_setscheduler", None)
+    if set_scheduler is None:
+        return
+    try:
+        set_scheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+    except OSError:
+        pass
+
+
+def _die_with_the_inspection_process(parent_pid: int) -> None:
+    """Linux: the kernel SIGKILLs this process when the inspection process dies, as it would kill a writer
+    thread, so a killed appliance never leaves a writer behind to race the next run's start-up check."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # it died before the request took effect
+        os._exit(3)
+
+
 def serve(writer: DefectLogWriter, inbox: Connection, post: Any) -> None:
     """Record batches until STOP or the inspection process goes; retention when idle; status after each."""
     last: DefectLogStatus | None = None
@@ -364,7 +398,9 @@ def child_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_inspect.defect_log.process")
     parser.add_argument("--read-fd", type=int, required=True)
     parser.add_argument("--write-fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args(argv)
+    _die_with_the_inspection_process(args.parent_pid)
     # Ctrl-C or systemd's SIGTERM reach the whole group: the writer records what it was sent and ends when
     # the inspection process says STOP or its pipe closes, never half-way through a batch.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
