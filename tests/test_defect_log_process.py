@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from conftest import build_inspector as shared_build_inspector
 from conftest import make_config
 from plant_helpers import wait_for
+from test_defect_log_helpers import rows
 
 from edge_inspect.defect_log.process import DefectLogProcess
 from edge_inspect.defect_log.schema import db_path
@@ -37,11 +37,7 @@ def build_inspector(model_path: Path, replay_folder: Path, data_dir: Path, **log
 
 
 def db_rows(data_dir: Path) -> int:
-    conn = sqlite3.connect(db_path(data_dir), timeout=10)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM parts").fetchone()[0])
-    finally:
-        conn.close()
+    return len(rows(data_dir))
 
 
 def inspect(inspector: Inspector, parts: int) -> None:
