@@ -17,8 +17,10 @@ feature centring ("inorm mean": every channel minus its mean over the image's pa
 centring and scaling ("inorm meanstd"); median centring; stages 2 + 3 + 4; the image's own patches as extra
 references ("self rR": a patch's distance is the smaller of its bank distance and its distance to the image's
 own patches farther than R patches away, so texture repeated across a new position is not an anomaly); random
-banks instead of the coreset (the earlier study's finding, now on validation too); and the
-bank built from goods of the same positions it scores (the commissioning case: not a held-out-position figure).
+banks instead of the coreset (the earlier study's finding, now on validation too); the
+bank built from goods of the same positions it scores (the commissioning case: not a held-out-position figure);
+the coreset drawn from 100 rather than 20 candidates per kept patch; a bank of 4,096; and a bank from every good
+of half the other positions (about as many images as every second good of all of them, fewer positions).
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def score(bank_from: Features, bank_idx: np.ndarray, scored: Features, idx: np.n
                          for i in range(0, len(bank_idx), 32)])
     size = int(cfg.get("bank", 2048))
     seed = int(cfg.get("seed", 0))
-    pool = patches[torch.randperm(len(patches), generator=torch.Generator().manual_seed(seed))[: 20 * size]]
+    pool_size = int(cfg.get("pool", 20)) * size
+    pool = patches[torch.randperm(len(patches), generator=torch.Generator().manual_seed(seed))[:pool_size]]
     bank = pool[greedy_coreset(pool, size, seed)] if cfg.get("coreset", True) else pool[:size]
     distances = []
     for start in range(0, len(idx), 16):
@@ -153,6 +156,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "self r6": {"self": 6},
     "inorm mean + self r3": {"inorm": "mean", "self": 3},
     "same positions (not held out)": {"same_positions": True},
+    "coreset over 100 x candidates": {"pool": 100},
+    "bank 4096": {"bank": 4096},
+    "bank from half the other positions": {"bank_positions": 0.5},
 }
 
 
@@ -173,7 +179,12 @@ def run(folder: Path, names: list[str]) -> None:
         val = {h: np.zeros(len(y_train)) for h in HOWS}
         for fold in folds:
             held = np.isin(p_train, fold)
-            s = score(train, np.flatnonzero(~held & ~y_train)[::2], train, np.flatnonzero(held), cfg)
+            bank_idx = np.flatnonzero(~held & ~y_train)[::2]
+            if "bank_positions" in cfg:  # every good of fewer positions: about as many images, less coverage
+                others = sorted(set(p_train[~held]))
+                keep = others[: max(1, round(len(others) * float(cfg["bank_positions"])))]
+                bank_idx = np.flatnonzero(~held & ~y_train & np.isin(p_train, keep))
+            s = score(train, bank_idx, train, np.flatnonzero(held), cfg)
             for h in HOWS:
                 val[h][held] = s[h]
         t = score(train, np.flatnonzero(~y_train)[::2], test, np.arange(len(y_test)), cfg)

@@ -14,7 +14,7 @@ import torch
 from edge_inspect.classify import OnnxClassifier
 from edge_inspect.classify.preprocess import to_tensor
 from edge_inspect.cli import main
-from edge_inspect.errors import ModelError
+from edge_inspect.errors import DataError, ModelError
 from edge_inspect.evaluation import (
     auroc,
     bootstrap_ci,
@@ -25,9 +25,11 @@ from edge_inspect.evaluation import (
 )
 from edge_inspect.synth import generate_dataset
 from edge_inspect.train.backbone import LITE_MEAN, LITE_STD, load_backbone, wheel_weights_path
+from edge_inspect.train.data import DataSet
 from edge_inspect.train.patch_model import PatchFeatures, greedy_coreset
 from edge_inspect.train.pretrained import (
     PatchOptions,
+    calibration_folds,
     extract,
     patch_metadata,
     train_good_only,
@@ -115,6 +117,26 @@ def test_coreset_picks_farthest_first() -> None:
     for i in range(1, 12):  # each pick is the point farthest from those already picked
         nearest = torch.cdist(projected, projected[chosen[:i]]).min(dim=1).values
         assert float(nearest[chosen[i]]) == pytest.approx(float(nearest.max()), rel=1e-4)
+
+
+def test_good_onlycalibration_folds_hold_whole_groups() -> None:
+    names = [f"good/p{g}_{i}.png" for g, n in enumerate((9, 5, 4, 4, 3, 2)) for i in range(n)]
+    names += ["defect/p1_x.png", "defect/p4_y.png", "defect/other.png"]
+    is_defect = np.array([n.startswith("defect") for n in names])
+    data = DataSet(np.zeros((len(names), 2, 2, 3), np.uint8), is_defect, (), tuple(names), ())
+    options = PatchOptions(Path("."), Path("m.onnx"), "good-only", group_pattern=r"(p\d)_", val_fraction=0.34)
+    folds = calibration_folds(data, options)
+    assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(len(names)))
+    group = [name.split("/")[1][:2] for name in names]
+    for fold in folds:  # a group is in one fold only, with its defects
+        for other in folds:
+            if other is not fold:
+                assert not {group[i] for i in fold} & {group[i] for i in other}
+    goods = sorted(int((~is_defect[fold]).sum()) for fold in folds)
+    assert goods == [8, 9, 10]  # largest group first to the emptiest fold: 9 | 5+3+2 | 4+4
+    one_group = PatchOptions(Path("."), Path("m.onnx"), "good-only", group_pattern=r"(p)")
+    with pytest.raises(DataError, match="at least 2 groups"):
+        calibration_folds(data, one_group)
 
 
 def _options(root: Path, mode: str, **extra: Any) -> PatchOptions:

@@ -143,25 +143,57 @@ def extract(
     return torch.cat(parts)
 
 
-def _good_split(data: DataSet, options: PatchOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Training goods and held-out goods (whole groups), plus every defect goes to validation."""
+def calibration_folds(data: DataSet, options: PatchOptions) -> list[np.ndarray]:
+    """Every image (goods and defects) in one of about ``1 / val_fraction`` folds of whole groups.
+
+    Groups go largest first to the fold with the fewest goods, so the folds hold about as many goods each;
+    a defect goes with its group's fold, or round-robin when its group has no good image.
+    """
     good = np.flatnonzero(~data.is_defect)
-    keys = _group_keys(tuple(data.names[i] for i in good), options.group_pattern)
-    groups = sorted(set(keys))
+    keys = _group_keys(tuple(data.names), options.group_pattern)
+    good_keys = [keys[i] for i in good]
+    groups = sorted(set(good_keys))
+    count = min(max(2, round(1.0 / options.val_fraction)), len(groups))
+    if count < 2:
+        raise DataError("good-only training needs good images of at least 2 groups: one is held out while the rest "
+                        "make the memory bank")
     rng = np.random.default_rng([4, options.seed])
-    order = [groups[i] for i in rng.permutation(len(groups))]
-    want = max(2, round(len(good) * options.val_fraction))
-    held: set[str] = set()
-    taken = 0
+    sizes = {group: good_keys.count(group) for group in groups}
+    order = sorted(rng.permutation(groups).tolist(), key=lambda group: -sizes[group])
+    fold_of: dict[str, int] = {}
+    filled = [0] * count
     for group in order:
-        if taken >= want or len(held) == len(groups) - 1:
-            break
-        held.add(group)
-        taken += keys.count(group)
-    is_val = np.array([key in held for key in keys])
-    if is_val.sum() < 2 or (~is_val).sum() < 2:
-        raise DataError("good-only training needs at least 2 good images (or groups) to train and 2 to hold out")
-    return good[~is_val], good[is_val]
+        fold = int(np.argmin(filled))
+        fold_of[group] = fold
+        filled[fold] += sizes[group]
+    assigned = np.array([fold_of.get(key, -1) for key in keys])
+    orphans = np.flatnonzero(assigned < 0)
+    assigned[orphans] = np.arange(len(orphans)) % count
+    return [np.flatnonzero(assigned == fold) for fold in range(count)]
+
+
+def _bank(feats: torch.Tensor, images: np.ndarray, options: PatchOptions, progress: Progress, label: str
+          ) -> torch.Tensor:
+    """A farthest-first coreset of ``bank_size`` patches over random candidates from the patches of
+    ``images`` (indices into the (N, D, h, w) features)."""
+    h, w = feats.shape[2:]
+    generator = torch.Generator().manual_seed(options.seed)
+    total = len(images) * h * w
+    pick = torch.randperm(total, generator=generator)[: POOL_PER_BANK_PATCH * options.bank_size]
+    image, rest = torch.from_numpy(np.asarray(images))[pick // (h * w)], pick % (h * w)
+    pool = feats[image, :, rest // w, rest % w].float()  # only the candidates become float32
+    progress(f"coreset{label}: {min(options.bank_size, len(pool))} of {total} patches "
+             f"(farthest-first over {len(pool)} candidates)")
+    bar = ProgressBar("coreset" + label, options.bank_size, progress)
+    return pool[greedy_coreset(pool, options.bank_size, options.seed, on_step=bar.update)]
+
+
+def _largest_distances(model: MemoryBankModel, feats: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate(
+            [model.distances(feats[i : i + 16].float()).flatten(1).max(dim=1).values.numpy()
+             for i in range(0, len(feats), 16)]
+        )
 
 
 def _scores(model: Any, feats: torch.Tensor) -> np.ndarray:
@@ -170,43 +202,46 @@ def _scores(model: Any, feats: torch.Tensor) -> np.ndarray:
 
 
 def train_good_only(options: PatchOptions, progress: Progress = print) -> PatchResult:
-    """Memory bank of good patches (coreset), threshold from held-out goods at the target false-reject rate."""
+    """Memory bank of every good image's patches (coreset); threshold from cross-fitted held-out goods.
+
+    Calibration is cross-fitted: the images are split into folds of whole groups, each fold is scored against
+    a bank built without it, and the threshold distance is taken at the target false-reject rate over every
+    good's held-out distance. The shipped bank is then built from all goods, so a group (camera position,
+    batch) seen in training is covered, and a new one is scored like the held-out folds were. Defect images,
+    if any, are only scored (against the bank of the folds without their group) and reported.
+    """
     started = time.monotonic()
     torch.manual_seed(options.seed)
     features, meta, data = _prepare(options, progress, require_defects=False)
-    train_good, val_good = _good_split(data, options)
-    val_defect = np.flatnonzero(data.is_defect)
+    folds = calibration_folds(data, options)
+    good = np.flatnonzero(~data.is_defect)
+    defect = np.flatnonzero(data.is_defect)
     progress(
-        f"good-only: memory bank from {len(train_good)} good images; threshold from {len(val_good)} held-out good"
-        + (f"; {len(val_defect)} defect images only reported" if len(val_defect) else "")
+        f"good-only: memory bank from all {len(good)} good images; threshold from each good image's distance to a "
+        f"bank without its group ({len(folds)} folds)"
+        + (f"; {len(defect)} defect images only reported" if len(defect) else "")
     )
-    train_feats = extract(features, data.images[train_good], meta, progress)
-    patches = train_feats.float().permute(0, 2, 3, 1).reshape(-1, train_feats.shape[1])
-    generator = torch.Generator().manual_seed(options.seed)
-    pool = patches[torch.randperm(len(patches), generator=generator)[: POOL_PER_BANK_PATCH * options.bank_size]]
-    progress(f"coreset: {options.bank_size} of {len(patches)} patches (farthest-first over {len(pool)} candidates)")
-    bar = ProgressBar("coreset", options.bank_size, progress)
-    bank = pool[greedy_coreset(pool, options.bank_size, options.seed, on_step=bar.update)]
-    del patches, train_feats
+    feats = extract(features, data.images, meta, progress)
+    distances = np.zeros(len(data.names))
+    for number, fold in enumerate(folds, 1):
+        others = np.setdiff1d(good, fold)
+        fold_bank = _bank(feats, others, options, progress, f" {number}/{len(folds)}")
+        distances[fold] = _largest_distances(MemoryBankModel(features, fold_bank, 0.0, 1.0).eval(), feats[fold])
+    bank = _bank(feats, good, options, progress, " (all goods)")
+    del feats
     model = MemoryBankModel(features, bank, centre=0.0, spread=1.0).eval()
-    val_idx = np.r_[val_good, val_defect].astype(int)
-    val_feats = extract(features, data.images[val_idx], meta, progress)
-    with torch.no_grad():
-        distances = np.concatenate(
-            [model.distances(val_feats[i : i + 16].float()).flatten(1).max(dim=1).values.numpy()
-             for i in range(0, len(val_feats), 16)]
-        )
-    good_d = distances[: len(val_good)]
+    good_d = distances[good]
     # the threshold distance: within the target false-reject rate on held-out goods, never below all of them
     cut = threshold_for_false_reject_rate(good_d, np.zeros(len(good_d), bool), options.max_false_reject_rate)
     spread = max(float(np.std(good_d)), 1e-3)
     centre = max(float(cut.threshold), float(np.median(good_d)) + 1e-6)
     model.centre, model.spread = centre, spread
-    scores = 1.0 / (1.0 + np.exp(-(distances - centre) / spread))
+    val_idx = np.r_[good, defect].astype(int)
+    scores = 1.0 / (1.0 + np.exp(-(distances[val_idx] - centre) / spread))
     labels = data.is_defect[val_idx]
     at = rates_at(scores, labels, 0.5)
-    meta = replace(meta, extra=_extra(options, "good-only", len(val_good), auroc(scores, labels)))
-    return _finish(options, model, meta, data, val_idx, scores, 0.5, at, started, len(train_good), progress)
+    meta = replace(meta, extra=_extra(options, "good-only", len(good), auroc(scores, labels)))
+    return _finish(options, model, meta, data, val_idx, scores, 0.5, at, started, len(good), progress)
 
 
 def new_patch_head(train_feats: torch.Tensor) -> PatchHead:
