@@ -196,11 +196,6 @@ def _largest_distances(model: MemoryBankModel, feats: torch.Tensor) -> np.ndarra
         )
 
 
-def _scores(model: Any, feats: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return np.concatenate([model(feats[i : i + 32].float()).numpy() for i in range(0, len(feats), 32)])
-
-
 def train_good_only(options: PatchOptions, progress: Progress = print) -> PatchResult:
     """Memory bank of every good image's patches (coreset); threshold from cross-fitted held-out goods.
 
