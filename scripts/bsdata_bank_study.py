@@ -20,7 +20,9 @@ own patches farther than R patches away, so texture repeated across a new positi
 banks instead of the coreset (the earlier study's finding, now on validation too); the
 bank built from goods of the same positions it scores (the commissioning case: not a held-out-position figure);
 the coreset drawn from 100 rather than 20 candidates per kept patch; a bank of 4,096; and a bank from every good
-of half the other positions (about as many images as every second good of all of them, fewer positions).
+of half the other positions (about as many images as every second good of all of them, fewer positions); and banks whose coreset
+candidates add each bank good's flipped (horizontal, vertical), brighter (x1.2) or darker (x0.8) copies
+(cached by ``cache-augmented``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,38 @@ def cache(split: Path, out: Path) -> None:
             np.save(out / f"{name}_{stage}.npy", torch.cat(parts[stage]).numpy())
         np.save(out / f"{name}_y.npy", data.is_defect)
         np.save(out / f"{name}_names.npy", np.array(data.names))
+
+
+AUGMENTS = ("hflip", "vflip", "bright", "dark")
+
+
+def _augment(image: np.ndarray, how: str) -> np.ndarray:
+    if how == "hflip":
+        return np.ascontiguousarray(image[:, ::-1])
+    if how == "vflip":
+        return np.ascontiguousarray(image[::-1])
+    gain = 1.2 if how == "bright" else 0.8
+    return np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def cache_augmented(split: Path, out: Path) -> None:
+    """Stage 2 and 4 features of every train good under each of AUGMENTS (``train_<aug>_<stage>.npy``)."""
+    meta = patch_metadata(PatchOptions(Path("."), Path("x.onnx"), "good-only"), 624, 256)
+    backbone = load_backbone().eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    data = load_dataset(split / "train", "good", meta, require_defects=False)
+    good = [image for image, defect in zip(data.images, data.is_defect) if not defect]
+    for how in AUGMENTS:
+        parts: dict[str, list[torch.Tensor]] = {"s2": [], "s4": []}
+        with torch.no_grad():
+            for start in range(0, len(good), 8):
+                images = [_augment(image, how) for image in good[start : start + 8]]
+                batch = torch.from_numpy(to_tensor(images, meta))
+                stages = backbone.stage_features(batch.contiguous(memory_format=torch.channels_last), 4)
+                for stage in parts:
+                    parts[stage].append(stages[int(stage[1])].half().contiguous())
+            print(f"{how}: {len(good)} goods", flush=True)
+        for stage in parts:
+            np.save(out / f"train_{how}_{stage}.npy", torch.cat(parts[stage]).numpy())
 
 
 def load(folder: Path, name: str) -> tuple[Features, np.ndarray, np.ndarray]:
@@ -128,6 +162,12 @@ def score(bank_from: Features, bank_idx: np.ndarray, scored: Features, idx: np.n
           ) -> dict[str, np.ndarray]:
     patches = torch.cat([_flat(features(bank_from, bank_idx[i : i + 32], cfg)).flatten(0, 1)
                          for i in range(0, len(bank_idx), 32)])
+    if cfg.get("augments"):  # the same goods' augmented copies join the candidates
+        rows = np.searchsorted(cfg["good_index"], bank_idx)
+        assert np.array_equal(cfg["good_index"][rows], bank_idx), "augmented copies exist for goods only"
+        patches = torch.cat([patches] + [
+            _flat(features(cfg["augmented"][how], rows[i : i + 32], cfg)).flatten(0, 1)
+            for how in cfg["augments"] for i in range(0, len(rows), 32)])
     size = int(cfg.get("bank", 2048))
     seed = int(cfg.get("seed", 0))
     pool_size = int(cfg.get("pool", 20)) * size
@@ -159,6 +199,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "coreset over 100 x candidates": {"pool": 100},
     "bank 4096": {"bank": 4096},
     "bank from half the other positions": {"bank_positions": 0.5},
+    "bank + flipped goods": {"augments": ("hflip", "vflip")},
+    "bank + brighter and darker goods": {"augments": ("bright", "dark")},
+    "bank + flipped, brighter and darker goods": {"augments": AUGMENTS},
 }
 
 
@@ -168,7 +211,11 @@ def run(folder: Path, names: list[str]) -> None:
     positions = np.random.default_rng(0).permutation(sorted(set(p_train)))
     folds = [positions[i::3] for i in range(3)]
     for name in names or list(VARIANTS):
-        cfg = VARIANTS[name]
+        cfg = dict(VARIANTS[name])
+        if cfg.get("augments"):
+            cfg["good_index"] = np.flatnonzero(~y_train)
+            cfg["augmented"] = {how: {stage: torch.from_numpy(np.load(folder / f"train_{how}_{stage}.npy"))
+                                      for stage in ("s2", "s4")} for how in cfg["augments"]}
         started = time.monotonic()
         if cfg.get("same_positions"):
             good = np.flatnonzero(~y_train)
@@ -196,6 +243,8 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     if argv[:1] == ["cache"]:
         cache(Path(argv[1]), Path(argv[2]))
+    elif argv[:1] == ["cache-augmented"]:
+        cache_augmented(Path(argv[1]), Path(argv[2]))
     else:
         run(Path(argv[1]), argv[2:])
     return 0
