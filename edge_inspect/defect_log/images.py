@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..events import PartResult
+from ..shrink import shrink_to_width
 
 TEMP_SUFFIX = ".tmp"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -32,12 +33,8 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 
 
 def thumbnail(image: np.ndarray, width_px: int) -> np.ndarray:
-    """A copy at most ``width_px`` wide."""
-    height, width = image.shape[:2]
-    if width <= width_px:
-        return image
-    size = (width_px, max(1, round(height * width_px / width)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    """A copy at most ``width_px`` wide (the image itself when it is no wider)."""
+    return shrink_to_width(image, width_px)
 
 
 def safe_stem(inspection_id: str) -> str:

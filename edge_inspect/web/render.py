@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..events import RegionResult, Verdict
+from ..shrink import shrink_to_width
 
 GREEN = (60, 200, 60)  # BGR
 RED = (40, 40, 230)
@@ -19,12 +20,10 @@ VERDICT_COLORS = {Verdict.GOOD: GREEN, Verdict.DEFECT: RED, Verdict.FAILSAFE: AM
 
 def reduce(image: np.ndarray, max_width_px: int) -> tuple[np.ndarray, float]:
     """A copy at most ``max_width_px`` wide (never the caller's array), and the scale applied."""
-    height, width = image.shape[:2]
+    width = image.shape[1]
     if width <= max_width_px:
         return image.copy(), 1.0
-    scale = max_width_px / width
-    size = (max_width_px, max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+    return shrink_to_width(image, max_width_px), max_width_px / width
 
 
 def _label(image: np.ndarray, text: str, origin: tuple[int, int], color: tuple[int, int, int], size: float) -> None:
