@@ -170,3 +170,7 @@ def test_to_tensor_layouts_and_normalisation() -> None:
     assert rgb.shape == (1, 32, 32, 3) and rgb[0, :, :, 0].mean() == pytest.approx(1.0)
     gray = to_tensor([crop], brightness_model_metadata(color_order="GRAY"))
     assert gray.shape == (1, 1, 32, 32)
+
+
+def test_read_metadata_takes_a_str_path(model_path: Path) -> None:
+    assert read_metadata(str(model_path)) == read_metadata(model_path)

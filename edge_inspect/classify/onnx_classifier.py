@@ -55,8 +55,9 @@ def whole_frame(image: np.ndarray) -> Region:
     return Region("frame", 0, 0, image.shape[1], image.shape[0])
 
 
-def read_metadata(path: Path) -> ModelMetadata:
+def read_metadata(path: Path | str) -> ModelMetadata:
     """The edge-inspect metadata of an ONNX file, without running it."""
+    path = Path(path)  # a str from a script or notebook works as a Path would
     session = open_session(path, ["CPUExecutionProvider"], 1, 1)
     return ModelMetadata.from_props(dict(session.get_modelmeta().custom_metadata_map), str(path))
 
