@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -155,6 +156,36 @@ def test_unwritable_images_still_give_a_row(tmp_path: Path, monkeypatch: pytest.
         writer.close()
     (row,) = rows(tmp_path)
     assert row["image_status"] == "failed" and row["frame_path"] is None
+
+
+@pytest.mark.parametrize(("rate_per_s", "with_images"), [(1.0, [0, 4, 8]), (2.0, [0, 2, 4, 6, 8, 10]), (0.0, [])])
+def test_queue_full_failsafes_keep_every_row_and_a_few_images_per_second(
+    tmp_path: Path, rate_per_s: float, with_images: list[int]
+) -> None:
+    """At overload the box is short of CPU: queue-full parts beyond the rate get a row without JPEGs."""
+    overload = [
+        dataclasses.replace(
+            make_result(i, Verdict.FAILSAFE, failsafe_reason=FailsafeReason.QUEUE_FULL), capture_ts_s=500.0 + i * 0.25
+        )
+        for i in range(12)  # 3 s of capture time
+    ]
+    late = make_result(50, Verdict.FAILSAFE, failsafe_reason=FailsafeReason.DEADLINE)  # inspected too late: kept
+    writer = DefectLogWriter(log_config(tmp_path, queue_full_images_per_s=rate_per_s), QueueSource())
+    writer.open()
+    try:
+        assert writer.write_batch([*overload[:5], late, *overload[5:]]) == 13
+        status = writer.status()
+    finally:
+        writer.close()
+    by_part = {r["part_id"]: r for r in rows(tmp_path)}
+    assert len(by_part) == 13 and by_part[50]["image_status"] == "ok"
+    imaged = [i for i in range(12) if by_part[i]["image_status"] == "ok"]
+    assert imaged == with_images
+    skipped = [by_part[i] for i in range(12) if i not in with_images]
+    assert all(r["image_status"] == "overload" and r["frame_path"] is None for r in skipped)
+    assert all(r["failsafe_reason"] == "queue_full" and r["is_rejected"] == 1 for r in skipped)
+    assert status.images_skipped_overload == 12 - len(with_images)
+    assert referenced_files(tmp_path) == files_on_disk(tmp_path)
 
 
 # ---------------------------------------------------------------------- as a service of the inspector

@@ -49,6 +49,14 @@ class DefectLogConfig(StrictModel):
     )
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of recorded frames and crops, 10-100.")
     thumbnail_width_px: int = Field(240, ge=64, le=640, description="Width of the review grid's thumbnails, px.")
+    queue_full_images_per_s: float = Field(
+        1.0,
+        ge=0.0,
+        description="Images of at most this many queue-full fail-safe parts per second of capture time (parts "
+        "rejected uninspected because the model was saturated); every one of them still gets its row, the rest "
+        "with image_status 'overload'. Their JPEGs would take CPU from inspection just when it is short. "
+        "0: none.",
+    )
     queue_items: int = Field(
         64,
         ge=1,

@@ -43,6 +43,7 @@ UNSYNCED_PRUNED_TABLE = "plant_unsynced_pruned"
 IMAGES_OK = "ok"
 IMAGES_NO_FRAME = "no_frame"  # the part had no frame (missed trigger, camera fault)
 IMAGES_LOW_DISK = "low_disk"  # not written: free space was below the floor
+IMAGES_OVERLOAD = "overload"  # not written: a queue-full fail-safe beyond queue_full_images_per_s
 IMAGES_MISSING = "missing"  # written once, found missing at start-up reconciliation
 IMAGES_FAILED = "failed"  # encoding or writing failed
 

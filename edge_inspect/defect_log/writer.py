@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..config.defect_log import DefectLogConfig
 from ..errors import ConfigError
-from ..events import PartResult, Verdict
+from ..events import FailsafeReason, PartResult, Verdict
 from ..web.priority import lower_this_thread
 from .images import ImageFiles, WrittenImages
 from .reconcile import ReconcileReport, reconcile
@@ -39,6 +40,7 @@ from .schema import (
     IMAGES_LOW_DISK,
     IMAGES_NO_FRAME,
     IMAGES_OK,
+    IMAGES_OVERLOAD,
     LoggedRegion,
     images_root,
     open_checked,
@@ -134,6 +136,7 @@ class DefectLogStatus:
     received: int
     logged: int
     images_skipped_low_disk: int
+    images_skipped_overload: int  # queue-full fail-safes beyond queue_full_images_per_s (row kept)
     write_errors: int
     batches_dropped: int  # batches whose rows could not be committed after every retry
     parts_dropped: int  # the parts of those batches (counted, but no row)
@@ -214,6 +217,8 @@ class DefectLogWriter:
         self.received = 0
         self.logged = 0
         self.images_skipped_low_disk = 0
+        self.images_skipped_overload = 0
+        self._last_overload_image_ts_s = -math.inf  # capture time of the last queue-full part given images
         self.write_errors = 0
         self.batches_dropped = 0
         self.parts_dropped = 0
@@ -287,6 +292,7 @@ class DefectLogWriter:
             received=self.received,
             logged=self.logged,
             images_skipped_low_disk=self.images_skipped_low_disk,
+            images_skipped_overload=self.images_skipped_overload,
             write_errors=self.write_errors,
             batches_dropped=self.batches_dropped,
             parts_dropped=self.parts_dropped,
@@ -439,6 +445,9 @@ class DefectLogWriter:
     def _images(self, result: PartResult) -> tuple[WrittenImages, str]:
         if result.image is None:
             return WrittenImages(), IMAGES_NO_FRAME
+        if self._over_overload_image_rate(result):
+            self.images_skipped_overload += 1
+            return WrittenImages(), IMAGES_OVERLOAD
         if not self._images_allowed():
             self.images_skipped_low_disk += 1
             return WrittenImages(), IMAGES_LOW_DISK
@@ -448,6 +457,16 @@ class DefectLogWriter:
             self.write_errors += 1
             log.error("defect log: images of part %s not written: %s", result.inspection_id, error)
             return WrittenImages(), IMAGES_FAILED
+
+    def _over_overload_image_rate(self, result: PartResult) -> bool:
+        """A queue-full fail-safe beyond ``queue_full_images_per_s`` (by capture time): row only, no JPEGs."""
+        if result.failsafe_reason is not FailsafeReason.QUEUE_FULL:
+            return False
+        rate = self.config.queue_full_images_per_s
+        if rate <= 0.0 or result.capture_ts_s - self._last_overload_image_ts_s < 1.0 / rate:
+            return True
+        self._last_overload_image_ts_s = result.capture_ts_s
+        return False
 
     def _row(self, result: PartResult, sampled: bool, images: WrittenImages, status: str) -> tuple[Any, ...]:
         scores = [region.defect_score for region in result.regions]
