@@ -16,7 +16,7 @@ from conftest import build_inspector, make_config, thread_mode
 from edge_inspect.actuation import SchedulerClient, SchedulerSpec
 from edge_inspect.actuation import channel as wire
 from edge_inspect.actuation.channel import Decoder, Message, encode
-from edge_inspect.actuation.loop import IDLE_WAKE_S, OutputBank, SchedulerLoop
+from edge_inspect.actuation.loop import BATCH_S, IDLE_WAKE_S, OutputBank, SchedulerLoop
 from edge_inspect.actuation.schedule import make_tracker, reason_of, verdict_code, verdict_of
 from edge_inspect.config import AppConfig
 from edge_inspect.errors import ConfigError, OutputError
@@ -302,6 +302,27 @@ def test_the_scheduler_spins_only_for_moments_that_may_move_a_line() -> None:
         assert loop._next_wake_ts(now[0]) == (pytest.approx(100.04), math.inf)
         resolved = Decoder().feed(os.read(read_fd, 4096))
         assert [(m.kind, m.part_id, math.isnan(m.a)) for m in resolved] == [(wire.RESOLVED, 1, True)]
+
+
+def test_after_a_round_a_part_that_moves_no_line_waits_for_the_batch_and_one_that_may_does_not() -> None:
+    """At overload one wake-up per message and per settled part took a third of a core at real-time priority:
+    after each round the loop holds off for BATCH_S, except for a moment that may move a line."""
+    with _loop_on_a_fake_clock(heartbeat_period_s=0.0) as (loop, now, read_fd):
+        assert loop.batch_s == pytest.approx(BATCH_S)
+        for part_id, capture_ts in ((1, 99.88), (2, 99.8805)):  # due 100.03 and 100.0305
+            loop._handle(Message(wire.PART, 0, part_id, capture_ts, capture_ts + 0.15, capture_ts + 0.1))
+        loop._handle(Message(wire.VERDICT, verdict_code(Verdict.GOOD), 1, 99.95))  # 1: a settled pass
+        loop._hold_until_ts_s = 100.029 + BATCH_S  # a round ended at 100.029
+        # part 2 has no verdict yet (it may be a reject): its moment is not held
+        assert loop._next_wake_ts(100.029) == (pytest.approx(100.0305), pytest.approx(100.0305))
+        loop._handle(Message(wire.VERDICT, verdict_code(Verdict.GOOD), 2, 99.96))
+        # both settled: resolved together once the hold is over, no spin
+        assert loop._next_wake_ts(100.029) == (pytest.approx(100.029 + BATCH_S), math.inf)
+        now[0] = 100.029 + BATCH_S
+        loop.step(now[0])
+        assert [m.part_id for m in _resolved(read_fd)] == [1, 2]
+    with _loop_on_a_fake_clock(travel_delay_s=0.004) as (loop, _, _):
+        assert loop.batch_s == pytest.approx(0.001)  # never more than a quarter of the travel delay
 
 
 def _resolved(read_fd: int) -> list[Message]:
