@@ -21,11 +21,12 @@ class DefectLogConfig(StrictModel):
 
     enabled: bool = Field(False, description="Record defects, fail-safe parts and sampled good parts.")
     mode: Literal["thread", "process"] = Field(
-        "thread",
-        description="'thread': the writer is a thread of the inspection process (nice 10). 'process': JPEG "
-        "encoding, fsync and SQLite run in a writer process at idle priority (SCHED_IDLE), so the log's Python "
-        "never holds the inspection process's interpreter lock (lower inspection latency while the box has "
-        "spare CPU; on a box kept busy by other work the log then gets little CPU and drops more).",
+        "process",
+        description="'process': JPEG encoding, fsync and SQLite run in a writer process at idle priority "
+        "(SCHED_IDLE), so the log's Python never holds the inspection process's interpreter lock and the log gets "
+        "only CPU inspection leaves; when other programs, not inspection, starve it for 3 s it is raised to nice "
+        "10 (where the OS allows: root, CAP_SYS_NICE or LimitNICE=+10). 'thread': the writer is a thread of the "
+        "inspection process at nice 10.",
     )
     data_dir: Path = Field(Path("var/defect-log"), description="Folder for the SQLite file and images.")
     sample_good_fraction: float = Field(

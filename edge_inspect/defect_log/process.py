@@ -1,4 +1,4 @@
-"""The defect log's writer in a process of its own (``defect_log.mode = "process"``; "thread" is the default).
+"""The defect log's writer in a process of its own (``defect_log.mode = "process"``, the default).
 
 The inspection process keeps one forwarder thread: it reads the log's bounded bus subscription, counts
 each batch (:func:`.writer.tally`) and sends only the parts to record, with their frames, over a pipe.
@@ -14,8 +14,11 @@ on it, and the bus drops parts for the log and counts them (``status().dropped["
 writer process ends unexpectedly, the log's alarm says so and the parts it could not take are counted;
 if the inspection process dies, the kernel ends the writer process with it (Linux: PR_SET_PDEATHSIG).
 
-Not the default: at SCHED_IDLE the writer gets almost no CPU on a box kept busy by other work, and
-records (and, where the OS refuses to lift that priority for the drain, shuts down) slowly there.
+At SCHED_IDLE the writer also yields to every other program on the box: beside another busy program it
+would get almost no CPU. The starvation guard (:mod:`.starvation`) tells that apart from the inspection
+process keeping the box busy, and then moves the writer to normal scheduling at nice 10, where the OS
+allows it (root, CAP_SYS_NICE, or LimitNICE=+10 as the systemd unit sets). The start-up check runs before
+the writer drops to idle priority, and the drain after it returns to normal priority.
 """
 
 from __future__ import annotations
@@ -31,19 +34,31 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from ..config.defect_log import DefectLogConfig
 from ..errors import ConfigError, DefectLogError
-from ..procstat import process_cpu_s, process_rss_mb
+from ..procstat import box_busy_cpu_s, family_cpu_s, process_cpu_s, process_rss_mb
 from .reconcile import ReconcileReport
+from .starvation import Reading, StarvationGuard
 from .writer import BATCH_MAX_PARTS, WRITER_NICE, AlarmCallback, DefectLogStatus, DefectLogWriter, ResultSource, tally
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 """How long the writer process may take to start and reconcile the log (a large log on an SD card)."""
+GUARD_PERIOD_S = 1.0
+"""How often the inspection side asks the starvation guard whether other programs starve the writer."""
+
+LoadReader = Callable[[], tuple[float, float] | None]
+"""(every core's busy CPU seconds, the appliance's CPU seconds), or None where /proc cannot tell."""
+
+
+def read_load() -> tuple[float, float] | None:
+    box, ours = box_busy_cpu_s(), family_cpu_s(os.getpid())
+    return None if box is None or ours is None else (box, ours)
 
 # Messages, as tuples whose first item is the kind.
 # inspection -> writer: (CONFIG, json), (BATCH, Tally), (STOP,)
@@ -79,7 +94,7 @@ class DefectLogProcess:
 
     def __init__(
         self, config: DefectLogConfig, source: ResultSource, *, on_alarm: AlarmCallback | None = None,
-        start_timeout_s: float = START_TIMEOUT_S,
+        start_timeout_s: float = START_TIMEOUT_S, load: LoadReader = read_load,
     ) -> None:
         self.config = config
         self.source = source
@@ -102,6 +117,12 @@ class DefectLogProcess:
         self.reconcile_report: ReconcileReport | None = None
         self.parts_not_sent = 0
         self.exit_code: int | None = None
+        self._load = load
+        self._guard: StarvationGuard | None = StarvationGuard()  # None once it has acted (or cannot)
+        self._next_guard_ts_s = 0.0
+        self._handover_since_ts_s: float | None = None  # a batch the forwarder is handing over since then
+        self.raised_reason: str | None = None
+        """Set when the guard moved the writer from SCHED_IDLE to nice 10: why (other programs' load)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -263,7 +284,10 @@ class DefectLogProcess:
             while len(batch) < BATCH_MAX_PARTS and (item := self.source.get(timeout_s=0)) is not None:
                 batch.append(item)
             counted = tally(batch, fraction)
-            if not self._send((BATCH, counted)):
+            self._handover_since_ts_s = time.monotonic()
+            sent = self._send((BATCH, counted))
+            self._handover_since_ts_s = None
+            if not sent:
                 with self._state_lock:
                     self.parts_not_sent += counted.received
             if stopping and time.monotonic() > self._drain_deadline_s:
@@ -274,7 +298,10 @@ class DefectLogProcess:
     def _read(self) -> None:
         connection = self._from_writer
         while connection is not None:
+            self._watch_for_starvation()
             try:
+                if not connection.poll(GUARD_PERIOD_S):
+                    continue
                 message = receive_message(connection)
             except (EOFError, OSError):
                 break
@@ -293,6 +320,36 @@ class DefectLogProcess:
                 )
             log.error("ALARM: %s", self._lost_reason)
             self._tell_alarm()
+
+    def _watch_for_starvation(self) -> None:
+        """Raise the writer from SCHED_IDLE to nice 10 when other programs, not inspection, starve it
+        (:mod:`.starvation`); once, and said in the log. Where the OS refuses, say that once instead."""
+        now = time.monotonic()
+        guard, pid = self._guard, self.pid
+        if guard is None or pid is None or now < self._next_guard_ts_s or self._closing:
+            return
+        self._next_guard_ts_s = now + GUARD_PERIOD_S
+        if not _is_idle_priority(pid):
+            return
+        load = self._load()
+        if load is None:
+            return
+        since = self._handover_since_ts_s
+        reading = Reading(now, load[0], load[1], int(getattr(self.source, "dropped", 0)),
+                          0.0 if since is None else now - since)
+        decision = guard.observe(reading)
+        if not decision.raise_writer:
+            return
+        self._guard = None
+        try:
+            _raise_from_idle(pid)
+        except OSError as error:
+            log.warning("defect log: %s, but the writer process cannot leave idle priority (%s; it needs root, "
+                        "CAP_SYS_NICE or LimitNICE=+10): it records only on CPU nothing else wants",
+                        decision.why, error.strerror)
+            return
+        self.raised_reason = decision.why
+        log.warning("defect log: %s: writer process moved from SCHED_IDLE to nice %d", decision.why, WRITER_NICE)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -329,7 +386,13 @@ class _ToParent(logging.Handler):
 def yield_the_cpu() -> str:
     """Let this process run only on CPU the inspection process leaves: Linux's SCHED_IDLE where the OS
     allows (measured: e2e latency p99 at 80 % load 7.5-10 ms against 23-39 ms for a nice-10 writer),
-    else nice 10. Returns which was granted."""
+    else nice 10. Nice 10 first in either case: it is the priority the starvation guard raises it to.
+    Returns which was granted."""
+    try:
+        os.nice(WRITER_NICE)
+        niced = True
+    except OSError:
+        niced = False
     set_scheduler = getattr(os, "sched_setscheduler", None)
     if set_scheduler is not None and hasattr(os, "SCHED_IDLE"):
         try:
@@ -337,11 +400,23 @@ def yield_the_cpu() -> str:
             return "SCHED_IDLE"
         except OSError:
             pass
+    return f"nice {WRITER_NICE}" if niced else "normal priority"
+
+
+def _is_idle_priority(pid: int) -> bool:
+    get_scheduler = getattr(os, "sched_getscheduler", None)
+    if get_scheduler is None or not hasattr(os, "SCHED_IDLE"):
+        return False
     try:
-        os.nice(WRITER_NICE)
-        return f"nice {WRITER_NICE}"
+        return bool(get_scheduler(pid) == os.SCHED_IDLE)
     except OSError:
-        return "normal priority"
+        return False
+
+
+def _raise_from_idle(pid: int) -> None:
+    """SCHED_IDLE -> normal scheduling, keeping the writer's nice 10 (raises OSError where refused: Linux
+    allows it only with root, CAP_SYS_NICE, or an RLIMIT_NICE that admits nice 10)."""
+    os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _back_to_normal_priority(pid: int) -> None:
@@ -352,6 +427,7 @@ def _back_to_normal_priority(pid: int) -> None:
         return
     try:
         set_scheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, pid, 0)  # and from the nice 10 it runs at otherwise
     except OSError:
         pass
 
@@ -416,7 +492,6 @@ def child_main(argv: list[str] | None = None) -> int:
     root = logging.getLogger()
     root.addHandler(_ToParent(post))
     root.setLevel(logging.INFO)
-    log.info("defect log writer process %d: %s", os.getpid(), yield_the_cpu())
     try:
         kind, config_json = receive_message(inbox)
         if kind != CONFIG:
@@ -429,6 +504,9 @@ def child_main(argv: list[str] | None = None) -> int:
         return 2
     post((STATUS, writer.status()))
     post((OPENED, report))
+    # the start-up check ran at normal priority (nice 0): on a box kept busy by other work it must not wait
+    # for idle CPU before the appliance can start
+    log.info("defect log writer process %d: %s", os.getpid(), yield_the_cpu())
     try:
         serve(writer, inbox, post)
     finally:

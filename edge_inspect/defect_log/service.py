@@ -43,7 +43,7 @@ def inspector_alarm(inspector: Any) -> AlarmCallback:
 def defect_log_service(config: AppConfig, inspector: Any) -> Iterator[DefectLogWriter | DefectLogProcess]:
     """Record ``inspector``'s defects and sampled good parts while the context lasts.
 
-    ``defect_log.mode`` "thread" (the default) runs the writer in this process, "process" in its own
+    ``defect_log.mode`` "process" (the default) runs the writer in its own process, "thread" in this one
     (:mod:`.process`); both read the same bounded subscription and write the same files. Start-up reconciles what a
     previous run left (see :mod:`.reconcile`) before the first part; on exit the writer records what is
     still queued.

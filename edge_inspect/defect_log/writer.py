@@ -1,5 +1,5 @@
 """The log writer: turns part results into JPEG files and SQLite rows, as a thread of the inspection
-process (``defect_log.mode = "thread"``, the default) or in the writer process (:mod:`.process`).
+process (``defect_log.mode = "thread"``) or in the writer process (:mod:`.process`, the default).
 
 It reads its own bounded subscription of the inspector's event bus, so the inspection loop never waits
 on it: when it falls behind, the bus drops parts for it and counts them (``status().dropped``).
