@@ -20,9 +20,9 @@ own patches farther than R patches away, so texture repeated across a new positi
 banks instead of the coreset (the earlier study's finding, now on validation too); the
 bank built from goods of the same positions it scores (the commissioning case: not a held-out-position figure);
 the coreset drawn from 100 rather than 20 candidates per kept patch; a bank of 4,096; and a bank from every good
-of half the other positions (about as many images as every second good of all of them, fewer positions); and banks whose coreset
-candidates add each bank good's flipped (horizontal, vertical), brighter (x1.2) or darker (x0.8) copies
-(cached by ``cache-augmented``).
+of half the other positions (about as many images as every second good of all of them, fewer positions); and
+banks whose coreset candidates add each bank good's flipped (horizontal, vertical), brighter (x1.2) or darker
+(x0.8) copies (cached by ``cache-augmented``).
 """
 
 from __future__ import annotations
