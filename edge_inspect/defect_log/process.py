@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -52,11 +51,8 @@ START_TIMEOUT_S = 60.0
 GUARD_PERIOD_S = 1.0
 """How often the inspection side asks the starvation guard whether other programs starve the writer."""
 
-LoadReader = Callable[[], tuple[float, float] | None]
-"""(every core's busy CPU seconds, the appliance's CPU seconds), or None where /proc cannot tell."""
-
-
 def read_load() -> tuple[float, float] | None:
+    """(every core's busy CPU seconds, the appliance's CPU seconds), or None where /proc cannot tell."""
     box, ours = box_busy_cpu_s(), family_cpu_s(os.getpid())
     return None if box is None or ours is None else (box, ours)
 
@@ -94,7 +90,7 @@ class DefectLogProcess:
 
     def __init__(
         self, config: DefectLogConfig, source: ResultSource, *, on_alarm: AlarmCallback | None = None,
-        start_timeout_s: float = START_TIMEOUT_S, load: LoadReader = read_load,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self.config = config
         self.source = source
@@ -117,7 +113,6 @@ class DefectLogProcess:
         self.reconcile_report: ReconcileReport | None = None
         self.parts_not_sent = 0
         self.exit_code: int | None = None
-        self._load = load
         self._guard: StarvationGuard | None = StarvationGuard()  # None once it has acted (or cannot)
         self._next_guard_ts_s = 0.0
         self._handover_since_ts_s: float | None = None  # a batch the forwarder is handing over since then
@@ -331,7 +326,7 @@ class DefectLogProcess:
         self._next_guard_ts_s = now + GUARD_PERIOD_S
         if not _is_idle_priority(pid):
             return
-        load = self._load()
+        load = read_load()
         if load is None:
             return
         since = self._handover_since_ts_s
