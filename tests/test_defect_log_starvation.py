@@ -62,7 +62,8 @@ def _may_raise_from_idle() -> bool:
 def two_cpu_hogs(tmp_path: Path) -> Iterator[None]:
     """Two busy loops that are not this process's children (as another program on the box would be)."""
     pids_file = tmp_path / "hogs.pids"
-    hog = f"{sys.executable} -c 'while True: pass'"
+    # each ends by itself after 5 minutes, should this test's process be killed before its clean-up
+    hog = f"{sys.executable} -c 'import time; end = time.monotonic() + 300\nwhile time.monotonic() < end: pass'"
     subprocess.run(["sh", "-c", f"({hog} & echo $! >> {pids_file}; {hog} & echo $! >> {pids_file}) &"], check=True)
     wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2, what="the hogs started")
     pids = [int(pid) for pid in pids_file.read_text().split()]
