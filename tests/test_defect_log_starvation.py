@@ -15,15 +15,15 @@ from plant_helpers import wait_for
 from test_defect_log_helpers import QueueSource, log_config, make_result, noisy_image
 
 from edge_inspect.defect_log.process import DefectLogProcess
-from edge_inspect.defect_log.starvation import HANDOVER_STUCK_S, Reading, StarvationGuard
+from edge_inspect.defect_log.starvation import BACKLOG_STUCK_S, Reading, StarvationGuard
 
 
 def _readings(guard: StarvationGuard, seconds: int, box_cores: float, appliance_cores: float,
-              drops_per_s: int = 0, handover_waiting_s: float = 0.0) -> list[bool]:
+              drops_per_s: int = 0, backlog_age_s: float = 0.0) -> list[bool]:
     decisions = []
     for t in range(seconds + 1):
         reading = Reading(100.0 + t, 5000.0 + box_cores * t, 300.0 + appliance_cores * t, drops_per_s * t,
-                          handover_waiting_s)
+                          backlog_age_s)
         decisions.append(guard.observe(reading).raise_writer)
     return decisions
 
@@ -45,12 +45,12 @@ def test_other_programs_busy_but_the_log_keeping_up_leaves_it_alone() -> None:
     assert not any(_readings(StarvationGuard(window_s=3.0), 10, box_cores=2.0, appliance_cores=0.1))
 
 
-def test_a_hand_over_that_has_been_waiting_counts_as_behind_before_the_queue_drops() -> None:
-    """A slow line fills the log's queue only after minutes; a writer that reads nothing shows at once."""
+def test_parts_waiting_to_be_recorded_count_as_behind_before_the_queue_drops() -> None:
+    """A slow line fills the log's queue only after minutes; a writer that records nothing shows at once."""
     stuck = _readings(StarvationGuard(window_s=3.0), 3, box_cores=2.0, appliance_cores=0.2,
-                      handover_waiting_s=HANDOVER_STUCK_S)
+                      backlog_age_s=BACKLOG_STUCK_S)
     assert stuck[-1]
-    brief = _readings(StarvationGuard(window_s=3.0), 3, box_cores=2.0, appliance_cores=0.2, handover_waiting_s=0.01)
+    brief = _readings(StarvationGuard(window_s=3.0), 3, box_cores=2.0, appliance_cores=0.2, backlog_age_s=0.01)
     assert not any(brief)
 
 

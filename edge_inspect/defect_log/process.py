@@ -115,7 +115,8 @@ class DefectLogProcess:
         self.exit_code: int | None = None
         self._guard: StarvationGuard | None = StarvationGuard()  # None once it has acted (or cannot)
         self._next_guard_ts_s = 0.0
-        self._handover_since_ts_s: float | None = None  # a batch the forwarder is handing over since then
+        self._parts_handed = 0  # parts of the batches given to the writer (the writer's status counts them recorded)
+        self._backlog_since_ts_s: float | None = None  # since then, some of them are not recorded yet
         self.raised_reason: str | None = None
         """Set when the guard moved the writer from SCHED_IDLE to nice 10: why (other programs' load)."""
 
@@ -279,12 +280,14 @@ class DefectLogProcess:
             while len(batch) < BATCH_MAX_PARTS and (item := self.source.get(timeout_s=0)) is not None:
                 batch.append(item)
             counted = tally(batch, fraction)
-            self._handover_since_ts_s = time.monotonic()
-            sent = self._send((BATCH, counted))
-            self._handover_since_ts_s = None
-            if not sent:
+            with self._state_lock:
+                if self._backlog_since_ts_s is None:
+                    self._backlog_since_ts_s = time.monotonic()
+                self._parts_handed += counted.received
+            if not self._send((BATCH, counted)):
                 with self._state_lock:
                     self.parts_not_sent += counted.received
+                    self._parts_handed -= counted.received
             if stopping and time.monotonic() > self._drain_deadline_s:
                 log.warning("defect log: stopped before the queue was empty")
                 break
@@ -329,7 +332,7 @@ class DefectLogProcess:
         load = read_load()
         if load is None:
             return
-        since = self._handover_since_ts_s
+        since = self._backlog_since_ts_s
         reading = Reading(now, load[0], load[1], int(getattr(self.source, "dropped", 0)),
                           0.0 if since is None else now - since)
         decision = guard.observe(reading)
@@ -351,6 +354,8 @@ class DefectLogProcess:
         if kind == STATUS:
             with self._state_lock:
                 self._status = message[1]
+                if self._status is not None and self._status.received >= self._parts_handed:
+                    self._backlog_since_ts_s = None  # all recorded (batches are counted once written)
         elif kind == ALARM:
             with self._state_lock:
                 self._writer_alarm = message[1]

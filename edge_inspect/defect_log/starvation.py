@@ -4,9 +4,10 @@ The writer process runs at SCHED_IDLE so that it gets only CPU the inspection pr
 it then records what it can and the log's queue drops the rest, counted, which is what it is for. But
 SCHED_IDLE yields to every program on the box, not only to inspection: beside another busy program it
 gets almost nothing and the QA log goes quiet (docs/RELIABILITY.md, session 5). The guard tells the two
-apart. When, over a window, the log fell behind (its queue dropped parts, or one hand-over to the writer
-has been waiting) while programs other than the appliance kept at least half a core busy, the inspection
-side moves the writer to normal scheduling at the nice 10 it started with, as the writer thread has.
+apart. When, over a window, the log fell behind (its queue dropped parts, or parts handed to the writer
+have waited a second or more to be recorded) while programs other than the appliance kept at least half
+a core busy, the inspection side moves the writer to normal scheduling at the nice 10 it started with, as
+the writer thread has.
 The decision is pure; :class:`~edge_inspect.defect_log.process.DefectLogProcess` feeds it readings.
 """
 
@@ -19,8 +20,9 @@ WINDOW_S = 3.0
 """How long the log must have been behind beside other programs' work before the writer is raised."""
 OTHERS_MIN_CORES = 0.5
 """Other programs' CPU over the window, in cores, that counts as a box kept busy by something else."""
-HANDOVER_STUCK_S = 1.0
-"""A hand-over to the writer process waiting this long means the writer is not reading."""
+BACKLOG_STUCK_S = 1.0
+"""Parts handed to the writer process and not recorded for this long: the writer is not getting the CPU
+(it may hold them, or not even read them off the pipe)."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Reading:
     box_busy_s: float  # every core's busy CPU seconds since boot
     appliance_s: float  # the inspection process's and its children's CPU seconds
     log_dropped: int  # parts the log's queue has dropped so far
-    handover_waiting_s: float  # how long the current hand-over to the writer has waited (0: none waiting)
+    backlog_age_s: float  # since when parts handed to the writer wait to be recorded (0: none waiting)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class StarvationGuard:
             return GuardDecision(False, 0.0, "not a full window yet")
         others_s = (reading.box_busy_s - first.box_busy_s) - (reading.appliance_s - first.appliance_s)
         others_cores = max(others_s, 0.0) / span_s
-        behind = reading.log_dropped > first.log_dropped or reading.handover_waiting_s >= HANDOVER_STUCK_S
+        behind = reading.log_dropped > first.log_dropped or reading.backlog_age_s >= BACKLOG_STUCK_S
         if not behind:
             return GuardDecision(False, others_cores, "the log keeps up")
         if others_cores < self.others_min_cores:
