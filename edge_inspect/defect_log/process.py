@@ -422,11 +422,10 @@ def _raise_from_idle(pid: int) -> None:
 def _back_to_normal_priority(pid: int) -> None:
     """Move the writer process from SCHED_IDLE to normal scheduling for its drain, where the OS allows it
     (root, CAP_SYS_NICE or an RLIMIT_NICE that admits nice 0); otherwise it drains at idle priority."""
-    set_scheduler = getattr(os, "sched_setscheduler", None)
-    if set_scheduler is None:
+    if not hasattr(os, "sched_setscheduler"):
         return
     try:
-        set_scheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        _raise_from_idle(pid)
         os.setpriority(os.PRIO_PROCESS, pid, 0)  # and from the nice 10 it runs at otherwise
     except OSError:
         pass
