@@ -12,6 +12,7 @@ import pytest
 from conftest import SlowClassifier, build_inspector, make_config, thread_mode
 
 from edge_inspect.classify import OnnxClassifier, Region, RegionScore
+from edge_inspect.classify.onnx_classifier import PreparedParts
 from edge_inspect.config import AppConfig
 from edge_inspect.errors import CameraError, OutputError
 from edge_inspect.events import FailsafeReason, PartResult, RunState, Verdict
@@ -260,6 +261,60 @@ def test_swap_classifier_drops_no_part(model_path: Path, replay_folder: Path) ->
     inspector.stop()
     results = collect(subscription)
     assert len(results) == 40 and all(r.verdict is not Verdict.FAILSAFE for r in results)
+
+
+class CountingStaged:
+    """A staged classifier (prepare + infer) that counts its prepares; scores like the real one."""
+
+    def __init__(self, inner: OnnxClassifier) -> None:
+        self.inner, self.metadata, self.prepared = inner, inner.metadata, 0
+
+    @property
+    def threshold(self) -> float:
+        return self.inner.threshold
+
+    def classify(self, image: np.ndarray, regions: Sequence[Region] = ()) -> list[RegionScore]:
+        raise AssertionError("a staged classifier is run in two stages, never through classify")
+
+    def prepare(self, image: np.ndarray, regions: Sequence[Region] = ()) -> PreparedParts:
+        self.prepared += 1
+        return self.inner.prepare(image, regions)
+
+    def infer(self, prepared: PreparedParts) -> list[RegionScore]:
+        return self.inner.infer(prepared)
+
+
+def test_a_swap_between_a_one_stage_and_a_staged_classifier_uses_each_as_it_is(
+    model_path: Path, replay_folder: Path
+) -> None:
+    # the prepare thread decides once per classifier whether it is staged: every swap must reach that decision
+    config = make_config(model_path, replay_folder, line={"travel_delay_ms": 1000.0})
+    inner = OnnxClassifier(config.model.path, warmup_runs=0)
+    one_stage, staged = SlowClassifier(inner, 0.0), CountingStaged(inner)
+    inspector = build_inspector(config, one_stage)
+    subscription = inspector.subscribe("test", max_items=2000)
+
+    def after_more_parts(count: int) -> None:
+        target = inspector.parts_finished + count
+        assert wait_for(lambda: inspector.parts_finished >= target)
+
+    inspector.start(max_parts=1000)
+    try:
+        after_more_parts(3)
+        assert staged.prepared == 0
+        inspector.swap_classifier(staged)
+        assert wait_for(lambda: staged.prepared >= 3)
+        inspector.swap_classifier(one_stage)
+        after_more_parts(4)  # past what the staged one had prepared before the swap
+        settled = staged.prepared
+        after_more_parts(4)
+        assert staged.prepared == settled  # the one-stage classifier again, not the cached staged one
+        inspector.swap_classifier(staged)
+        assert wait_for(lambda: staged.prepared >= settled + 3)
+    finally:
+        inspector.stop()
+    results = collect(subscription)
+    assert len(results) >= 14 and not any(r.verdict is Verdict.FAILSAFE for r in results)
 
 
 class StallingClassifier(SlowClassifier):
