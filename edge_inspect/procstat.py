@@ -31,14 +31,27 @@ def process_rss_mb(pid: int) -> float | None:
 
 
 def box_busy_cpu_s() -> float | None:
-    """CPU seconds every core of this machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    """CPU seconds every core of this machine has spent running programs since boot (/proc/stat)."""
     try:
         with open("/proc/stat", encoding="ascii") as stat:
-            fields = [int(value) for value in stat.readline().split()[1:9]]
+            return busy_ticks(stat.readline()) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError):
         return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_ticks(cpu_line: str) -> int:
+    """Busy ticks of /proc/stat's ``cpu`` line: user, nice, system, irq and softirq.
+
+    Not idle or iowait (nothing ran), and not steal: that is time a virtual machine's host ran something
+    else while this machine's cores waited, CPU no program here got, so no program here can be blamed for
+    it (a guard that counted it would mistake a busy host for a busy box). guest and guest_nice are already
+    inside user and nice.
+    """
+    name, *values = cpu_line.split()
+    if not name.startswith("cpu"):
+        raise ValueError(f"not a /proc/stat cpu line: {cpu_line[:40]!r}")
+    user, nice, system, _idle, _iowait, irq, softirq = ([int(value) for value in values[:7]] + [0] * 7)[:7]
+    return user + nice + system + irq + softirq
 
 
 def child_pids(pid: int) -> list[int]:
