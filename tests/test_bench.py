@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_config
 
-from edge_inspect.bench import pulse_start_errors_ms, run_pipeline
+from edge_inspect.bench import median_round, pulse_start_errors_ms, run_pipeline
 from edge_inspect.classify import OnnxClassifier
 from edge_inspect.cli import main
 from edge_inspect.events import PartResult
@@ -68,6 +68,18 @@ def test_a_pulse_start_is_timed_against_the_first_part_it_serves() -> None:
     assert errors == [pytest.approx(0.4), pytest.approx(0.2)]
 
 
+def test_the_median_round_is_the_middle_ratio_and_the_lower_middle_of_an_even_count() -> None:
+    rounds = [{"pipeline_vs_ceiling": v, "n": i} for i, v in enumerate((0.61, 0.40, 0.55))]
+    assert median_round(rounds)["n"] == 2
+    assert median_round(rounds + [{"pipeline_vs_ceiling": 0.9, "n": 3}])["n"] == 2
+    assert median_round(rounds[:1])["n"] == 0
+
+
+def test_bench_refuses_zero_rounds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--rounds", "0"]) == 2
+    assert "--rounds must be at least 1" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_bench_command_writes_the_json(tmp_path: Path, model_path: Path, replay_folder: Path) -> None:
     config = tmp_path / "c.toml"
@@ -77,8 +89,13 @@ def test_bench_command_writes_the_json(tmp_path: Path, model_path: Path, replay_
         encoding="utf-8",
     )
     out = tmp_path / "bench.json"
-    assert main(["bench", "--config", str(config), "--seconds", "1", "--json", str(out)]) == 0
+    assert main(["bench", "--config", str(config), "--seconds", "1", "--rounds", "2", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
+    rounds = figures["throughput_rounds"]
+    assert figures["rounds"] == 2 and len(rounds) == 2
+    assert all(r["ceiling_fps"] > 0 and r["naive_fps"] > 0 and r["pipeline_fps"] > 0 for r in rounds)
+    ratios = sorted(r["pipeline_fps"] / r["ceiling_fps"] for r in rounds)
+    assert figures["pipeline_vs_ceiling"] == pytest.approx(sum(ratios) / 2)  # the median of two
     for key in REQUIRED:
         assert isinstance(figures[key], float) and figures[key] >= 0, key
     assert figures["pipeline_saturated"]["all_parts_counted_once"]
