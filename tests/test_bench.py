@@ -71,7 +71,7 @@ def test_a_pulse_start_is_timed_against_the_first_part_it_serves() -> None:
 def test_the_median_round_is_the_middle_ratio_and_the_lower_middle_of_an_even_count() -> None:
     rounds = [{"pipeline_vs_ceiling": v, "n": i} for i, v in enumerate((0.61, 0.40, 0.55))]
     assert median_round(rounds)["n"] == 2
-    assert median_round(rounds + [{"pipeline_vs_ceiling": 0.9, "n": 3}])["n"] == 2
+    assert median_round([*rounds, {"pipeline_vs_ceiling": 0.9, "n": 3}])["n"] == 2
     assert median_round(rounds[:1])["n"] == 0
 
 
