@@ -14,6 +14,7 @@ import bisect
 import os
 import resource
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -350,12 +351,6 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def _median(values: list[float]) -> float:
-    ranked = sorted(values)
-    middle = len(ranked) // 2
-    return ranked[middle] if len(ranked) % 2 else (ranked[middle - 1] + ranked[middle]) / 2
-
-
 def _throughput_round(
     config: AppConfig, classifier: OnnxClassifier, frames: list[np.ndarray], regions: list[Region],
     seconds: float, progress: Callable[[str], None], label: str,
@@ -403,7 +398,7 @@ def _run_bench(
     ]
     middle = median_round(measured)
     ceiling, naive, throughput = middle["ceiling"], middle["naive"], middle["pipeline_saturated"]
-    ratios = {key: _median([r[key] for r in measured]) for key in ("pipeline_vs_ceiling", "pipeline_vs_naive")}
+    ratios = {key: statistics.median(r[key] for r in measured) for key in ("pipeline_vs_ceiling", "pipeline_vs_naive")}
     if rounds > 1:
         progress(f"pipeline / ceiling {ratios['pipeline_vs_ceiling']:.3f}, pipeline / naive "
                  f"{ratios['pipeline_vs_naive']:.3f} (median of {rounds} rounds)")
