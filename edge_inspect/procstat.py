@@ -1,7 +1,7 @@
 """CPU time and resident memory of another process, from Linux's /proc (None elsewhere or once it ended).
 
-Used for the appliance's own child processes (the reject scheduler, the defect-log writer) by the bench
-and the status figures."""
+Used for the appliance's own child processes (the reject scheduler, the inference process, the defect-log
+writer) by the bench and the status figures."""
 
 from __future__ import annotations
 
@@ -70,10 +70,24 @@ def child_pids(pid: int) -> list[int]:
     return pids
 
 
-def family_cpu_s(pid: int) -> float | None:
-    """CPU seconds of process ``pid`` and its direct children alive now (the appliance: the inspection process,
-    its reject scheduler and its defect-log writer)."""
-    own = process_cpu_s(pid)
-    if own is None:
+def reaped_children_cpu_s(pid: int) -> float | None:
+    """CPU seconds of the children of ``pid`` that have ended and been waited for (cutime + cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime (fields 16, 17)
+    except (OSError, IndexError, ValueError):
         return None
-    return own + sum(cpu for child in child_pids(pid) if (cpu := process_cpu_s(child)) is not None)
+
+
+def family_cpu_s(pid: int) -> float | None:
+    """CPU seconds of process ``pid`` and its direct children, those alive now and those that ended (the
+    appliance: the inspection process, its reject scheduler, its inference process and its defect-log writer).
+
+    The ended ones count too: an inference process that ends (a stop, a swap, a restart) must not take its CPU
+    out of the sum, or a reader comparing two sums would put it down to some other program.
+    """
+    own, reaped = process_cpu_s(pid), reaped_children_cpu_s(pid)
+    if own is None or reaped is None:
+        return None
+    return own + reaped + sum(cpu for child in child_pids(pid) if (cpu := process_cpu_s(child)) is not None)

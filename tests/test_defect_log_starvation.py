@@ -16,7 +16,7 @@ from test_defect_log_helpers import QueueSource, log_config, make_result, noisy_
 
 from edge_inspect.defect_log.process import DefectLogProcess
 from edge_inspect.defect_log.starvation import BACKLOG_STUCK_S, Reading, StarvationGuard
-from edge_inspect.procstat import busy_ticks
+from edge_inspect.procstat import busy_ticks, family_cpu_s
 
 
 def _readings(guard: StarvationGuard, seconds: int, box_cores: float, appliance_cores: float,
@@ -128,3 +128,16 @@ def test_a_writer_starved_by_other_programs_is_raised_to_nice_10_and_records_eve
         wait_for(lambda: writer.status().logged == fed, timeout_s=120.0, what="every part recorded")
     finally:
         writer.close()
+
+
+def test_the_appliances_cpu_keeps_what_an_ended_child_used() -> None:
+    before = family_cpu_s(os.getpid())
+    child = subprocess.run(
+        [sys.executable, "-c", "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"],
+        check=True,
+    )
+    assert child.returncode == 0
+    after = family_cpu_s(os.getpid())
+    assert before is not None and after is not None
+    assert after - before >= 0.25  # the child's 0.3 s: an ended child's CPU is still the appliance's
+
