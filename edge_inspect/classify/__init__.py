@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ..config.models import ModelConfig
+from typing import TYPE_CHECKING
+
 from .metadata import PREFIX, ModelMetadata, SelfTestProbe
 from .onnx_classifier import OnnxClassifier, Region, RegionScore, read_metadata, whole_frame
+
+if TYPE_CHECKING:  # not at run time: the inference process imports this package and has no use for pydantic
+    from ..config.models import ModelConfig
 
 
 def load_classifier(config: ModelConfig, warmup_runs: int | None = None) -> OnnxClassifier:

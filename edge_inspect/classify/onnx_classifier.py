@@ -51,6 +51,29 @@ class RegionScore:
     tile_scores: np.ndarray | None = None
 
 
+def region_scores(prepared: PreparedParts, scores: np.ndarray, maps: np.ndarray | None) -> list[RegionScore]:
+    """Each region's score from one run's batch scores (worst tile if tiled) and, for patch models, its map.
+
+    Shared by :meth:`OnnxClassifier.infer` and the inference process's reader, so both read a run alike.
+    """
+    if prepared.tile_grids is None:
+        if maps is not None:
+            return [RegionScore(r, float(s), m) for r, s, m in zip(prepared.regions, scores, maps)]
+        return [RegionScore(r, float(s)) for r, s in zip(prepared.regions, scores)]
+    results = []
+    for region, (first, rows, cols) in zip(prepared.regions, prepared.tile_grids):
+        grid = scores[first : first + rows * cols].astype(np.float32).reshape(rows, cols)
+        results.append(RegionScore(region, float(grid.max()), grid))
+    return results
+
+
+def worst_region_scores(scores: np.ndarray, tile_grids: Sequence[tuple[int, int, int]] | None) -> list[float]:
+    """Each region's defect score alone (no maps, no regions): what a verdict needs, cheaply."""
+    if tile_grids is None:
+        return [float(s) for s in scores]
+    return [float(scores[first : first + rows * cols].max()) for first, rows, cols in tile_grids]
+
+
 def whole_frame(image: np.ndarray) -> Region:
     return Region("frame", 0, 0, image.shape[1], image.shape[0])
 
@@ -187,15 +210,7 @@ class OnnxClassifier:
     def infer(self, prepared: PreparedParts) -> list[RegionScore]:
         """The model half of ``classify``: one session run, scores per region (worst tile if tiled)."""
         scores, maps = self._run(prepared.tensor)
-        if prepared.tile_grids is None:
-            if maps is not None:
-                return [RegionScore(r, float(s), m) for r, s, m in zip(prepared.regions, scores, maps)]
-            return [RegionScore(r, float(s)) for r, s in zip(prepared.regions, scores)]
-        results = []
-        for region, (first, rows, cols) in zip(prepared.regions, prepared.tile_grids):
-            grid = scores[first : first + rows * cols].astype(np.float32).reshape(rows, cols)
-            results.append(RegionScore(region, float(grid.max()), grid))
-        return results
+        return region_scores(prepared, scores, maps)
 
     def verify_selftest(self) -> None:
         """Refuse a model that does not reproduce the scores recorded when it was trained."""
