@@ -1,5 +1,6 @@
 """The pause test: freeze the inspection process (SIGSTOP) with parts in flight; every one must still be
-rejected on time, by the reject scheduler, which runs on in its own process.
+rejected on time, by the reject scheduler, which runs on in its own process. When the model runs in a
+process of its own, that process is frozen too: it is inspection, not the scheduler.
 
 The inspection runs in a child process (``python -m edge_inspect.pause_test``) so this process can stop
 and continue it. The threshold is set to 0, so every part must be rejected: by its DEFECT verdict when
@@ -55,12 +56,16 @@ def run_pause_test(config: AppConfig, rate_fps: float, pause_s: float = 0.2, war
     try:
         child.stdin.write(pause_config(config).model_dump_json() + "\n")
         child.stdin.flush()
-        _read_line(child.stdout, 120.0, "start inspecting")
+        started = _read_line(child.stdout, 120.0, "start inspecting")
+        # the inspection side is the child and its model's process (when the model runs in one), not the scheduler
+        frozen = [child.pid, *(int(pid) for pid in started.split()[1:])]
         time.sleep(warmup_s)
         stop_ts_s = time.monotonic()
-        os.kill(child.pid, signal.SIGSTOP)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
         time.sleep(pause_s)
-        os.kill(child.pid, signal.SIGCONT)
+        for pid in reversed(frozen):
+            os.kill(pid, signal.SIGCONT)
         continue_ts_s = time.monotonic()
         time.sleep(config.line.travel_delay_s + 0.5)
         child.stdin.write("stop\n")
@@ -117,7 +122,7 @@ def _child(rate_fps: float) -> int:
     subscription = inspector.subscribe("pause-test", max_items=1_000_000)
     inspector.start()
     results = []
-    print("inspecting", flush=True)
+    print("inspecting", *inspector.inference_worker_pids(), flush=True)
     sys.stdin.readline()
     inspector.stop()
     results = collect(subscription)

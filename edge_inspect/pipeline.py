@@ -30,7 +30,7 @@ from .classify import Region
 from .classify.base import Classifier
 from .config.models import AppConfig
 from .encoders.base import Encoder
-from .errors import ConfigError, OutputError
+from .errors import ConfigError, EdgeInspectError, OutputError
 from .events import (
     FailsafeReason,
     PartResult,
@@ -42,6 +42,7 @@ from .inspection.actuation import ActuationMixin
 from .inspection.capture import CaptureMixin
 from .inspection.faults import FaultsMixin
 from .inspection.inference import InferenceMixin
+from .inspection.inference_process import InferenceProcessMixin
 from .inspection.live_view import LiveView, LiveViewMixin
 from .inspection.model_time import ModelTimeEstimate
 from .inspection.results import ResultsMixin
@@ -59,7 +60,8 @@ __all__ = ["Clock", "Inspector", "LiveView", "RateLimitedLog"]
 
 
 class Inspector(
-    CaptureMixin, InferenceMixin, ActuationMixin, ResultsMixin, WatchdogMixin, LiveViewMixin, FaultsMixin
+    CaptureMixin, InferenceMixin, InferenceProcessMixin, ActuationMixin, ResultsMixin, WatchdogMixin,
+    LiveViewMixin, FaultsMixin,
 ):
     """Runs the inspection loop over injected devices (see docs/ARCHITECTURE.md for the contract).
 
@@ -139,6 +141,12 @@ class Inspector(
         self._inference_started_ts_s: float | None = None
         self._model_time = ModelTimeEstimate()
         self._last_frame_ts_s = clock()
+        self._inference_target = (classifier, None)
+        self._workers = []
+        self._workers_lock = threading.Lock()
+        self._prepare_finished = threading.Event()
+        self._replies_thread = None
+        self.inference_mode = "not started"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,6 +166,12 @@ class Inspector(
         except OutputError:
             self._set_phase(RunState.STOPPED)
             raise
+        try:
+            in_process = self._start_inference_process()  # the model's own process, loaded and self-tested
+        except EdgeInspectError:
+            self._stop_scheduler()
+            self._set_phase(RunState.STOPPED)
+            raise
         self._running.set()
         self._accepting.set()
         if self.trigger is not None and self.config.trigger.mode == "triggered":
@@ -166,8 +180,13 @@ class Inspector(
             threading.Thread(target=self._capture_loop, name="ei-capture", daemon=True),
             threading.Thread(target=self._prepare_loop, name="ei-prepare", daemon=True),
             threading.Thread(target=self._inference_loop, name="ei-inference", daemon=True),
-            threading.Thread(target=self._actuation_loop, name="ei-actuation", daemon=True),
         ]
+        if in_process:
+            self._replies_thread = threading.Thread(
+                target=self._inference_replies_loop, name="ei-inference-replies", daemon=True
+            )
+            self._threads.append(self._replies_thread)
+        self._threads.append(threading.Thread(target=self._actuation_loop, name="ei-actuation", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -187,6 +206,7 @@ class Inspector(
         *workers, actuation = self._threads
         for thread in workers:
             thread.join(timeout=5.0)
+        self._end_inference_workers()  # no verdict may reach the scheduler after its STOP
         # Parts that could not drain in time get the fail-safe verdict, never a silent pass: the scheduler
         # reports them 'stopped' (not fired), goes safe and ends; the actuation thread ends with it.
         try:
@@ -201,6 +221,14 @@ class Inspector(
         with self._phase_lock:
             if self._phase.state is not RunState.FAULT:
                 self._phase = RunPhase(RunState.STOPPED)
+
+    def _stop_scheduler(self) -> None:
+        """The scheduler goes safe and ends (a start that failed after it was up)."""
+        try:
+            self._scheduler.send(wire.Message(wire.STOP))
+        except ChannelError:
+            pass
+        self._scheduler.join()
 
     def close(self) -> None:
         """Stop, then release every device."""
@@ -245,7 +273,12 @@ class Inspector(
         return old
 
     def swap_classifier(self, classifier: Classifier, adopt_threshold: bool = True) -> None:
-        """Use another (already loaded and self-tested) classifier from the next part on."""
+        """Use another (already loaded and self-tested) classifier from the next part on.
+
+        With the model in its own process, a new one is started for the new file first; if it cannot
+        start, this raises (ModelError / WorkerError) and the old model stays in use.
+        """
+        self._swap_target(classifier)
         self._classifier = classifier
         self._model_time = ModelTimeEstimate()  # the new model's own runs decide what it can finish
         if adopt_threshold:

@@ -84,8 +84,9 @@ def test_counters_histograms_and_model_info_after_a_run(config: AppConfig) -> No
     assert (info["name"], info["version"], info["providers"]) == ("brightness", "test-1", "CPUExecutionProvider")
     assert one(samples, "edge_inspect_latency_budget_seconds") == pytest.approx(0.058)
     assert one(samples, "edge_inspect_yield_ratio") == pytest.approx(status.good / 16)
+    assert inspector.inference_mode.startswith("process")  # so the replies thread beats too
     assert set(dict(k)["thread"] for k in samples["edge_inspect_loop_heartbeat_age_seconds"]) == {
-        "capture", "prepare", "inference", "actuator"
+        "capture", "prepare", "inference", "inference-replies", "actuator"
     }
 
     assert one(samples, "edge_inspect_inference_latency_seconds_count") == decided

@@ -297,6 +297,20 @@ class InspectionConfig(StrictModel):
     inference_queue_parts: int = Field(
         8, ge=1, le=1024, description="Parts waiting for the classifier; a full queue fail-safes the part."
     )
+    inference: Literal["process", "thread"] = Field(
+        "process",
+        description=(
+            "Where the model runs: 'process' (its own process, which sends each verdict straight to the reject "
+            "scheduler; needs actuation.mode 'process' and an ONNX model file) or 'thread' (in this process)."
+        ),
+    )
+    inference_nice: int = Field(
+        -10, ge=-20, le=19,
+        description=(
+            "Nice value of the inference process: below 0 it gets a core ahead of the inspection process's "
+            "threads at saturation (needs root, CAP_SYS_NICE or LimitNICE; where refused it runs at 0 and says so)."
+        ),
+    )
     camera_timeout_ms: float = Field(
         2000.0, gt=0, description="No frame for this long is a camera FAULT (parts then fail-safe), ms."
     )

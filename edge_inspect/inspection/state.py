@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +33,9 @@ from .model_time import ModelTimeEstimate
 if TYPE_CHECKING:
     from ..actuation import SchedulerClient
     from ..actuation.channel import Message
-    from ..classify.onnx_classifier import PreparedParts
+    from ..classify.onnx_classifier import PreparedParts, RegionScore
+    from ..decision import Decision
+    from ..inference_worker import InferenceWorker
     from .live_view import LiveView
 
 log = logging.getLogger("edge_inspect.pipeline")  # one logger for the whole loop, as before the split
@@ -122,6 +124,26 @@ class InspectorState:
     _inference_started_ts_s: float | None
     _model_time: ModelTimeEstimate
     _last_frame_ts_s: float
+    # the model's own process (inspection/inference_process.py): where the prepare thread sends each part
+    _inference_target: tuple[Classifier, InferenceWorker | None]
+    _workers: list[InferenceWorker]
+    _workers_lock: threading.Lock
+    _prepare_finished: threading.Event
+    _replies_thread: threading.Thread | None
+    inference_mode: str
+
+    def _close_retired_workers(self, every: bool = False) -> None:
+        raise NotImplementedError
+
+    def _record_decision(
+        self, job: Job, scores: Sequence[RegionScore], threshold: float, decided_ts_s: float,
+    ) -> Decision:
+        raise NotImplementedError
+
+    def _submit_to_worker(
+        self, worker: InferenceWorker, job: Job, classifier: Classifier, prepared: PreparedParts,
+    ) -> None:
+        raise NotImplementedError
 
     def _actuation_loop(self) -> None:
         raise NotImplementedError

@@ -1,0 +1,5 @@
+import sys
+
+from .worker import child_main
+
+sys.exit(child_main())
