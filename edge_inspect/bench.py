@@ -222,6 +222,7 @@ def run_pipeline(
         log_cpu = getattr(log_writer, "cpu_s", None)  # the writer process's (process mode), else None
         log_cpu_start = log_cpu() if log_cpu else None
         scheduler_cpu_start, scheduler_wall_start = inspector.scheduler_cpu_s(), time.perf_counter()
+        inference_cpu_start = inspector.inference_cpu_s()
         rss_start = rss_mb()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -238,6 +239,12 @@ def run_pipeline(
             wall_s = time.perf_counter() - scheduler_wall_start
             scheduler_cpu = 100.0 * (scheduler_cpu_end - scheduler_cpu_start) / wall_s
         scheduler_rss = inspector.scheduler_rss_mb()
+        inference_cpu_end = inspector.inference_cpu_s()
+        inference_cpu = None
+        if inference_cpu_start is not None and inference_cpu_end is not None:
+            inference_cpu = 100.0 * (inference_cpu_end - inference_cpu_start) / (
+                time.perf_counter() - scheduler_wall_start)
+        inference_rss = inspector.inference_rss_mb()
         log_cpu_end = log_cpu() if log_cpu else None
         defect_log_cpu = None
         if log_cpu_start is not None and log_cpu_end is not None:
@@ -286,6 +293,9 @@ def run_pipeline(
         "defect_log_cpu_percent": defect_log_cpu,  # the writer process's, when the log runs as one
         "defect_log_rss_mb": defect_log_rss,
         "actuation": f"{config.actuation.mode}: {inspector.scheduler_realtime}",
+        "inference": inspector.inference_mode,
+        "inference_cpu_percent": inference_cpu,  # the model's process, when it runs in one
+        "inference_rss_mb": inference_rss,
         "viewer": viewer,
         "all_parts_counted_once": len({r.part_id for r in results}) == len(results),
     }
@@ -433,6 +443,8 @@ def _run_bench(
         "peak_rss_mb": peak_rss_mb(),
         "scheduler_rss_mb": loaded["scheduler_rss_mb"],
         "actuation": loaded["actuation"],
+        "inference": loaded["inference"],
+        "inference_rss_mb": loaded["inference_rss_mb"],
         "reject_error_by_load": {
             name: {
                 **figures["reject_error_ms"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,9 +71,10 @@ def test_check_passes_and_prints_a_table(
     config = write_toml(tmp_path / "c.toml", model_path, replay_folder)
     assert main(["check", "--config", str(config), "--runs", "20"]) == 0
     out = capsys.readouterr().out
-    for name in ("config", "model", "reject output", "camera", "inference latency"):
+    for name in ("config", "model", "reject output", "inference process", "camera", "inference latency"):
         assert f"PASS  {name}" in out
     assert "self-test passed (2 probes)" in out
+    assert re.search(r"inference process +own process: CPUExecutionProvider, nice -?\d+", out), out
     assert "FAIL" not in out.replace("0 FAIL", "")
 
 

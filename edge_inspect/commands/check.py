@@ -88,6 +88,40 @@ def _check_scheduler(config: AppConfig) -> Row:
     return ("reject scheduler", True, f"own process: {hello}{rss}")
 
 
+def _check_inference_process(config: AppConfig, classifier: OnnxClassifier) -> Row:
+    """Start the model's own process as the run would: loaded, self-tested, and at what priority."""
+    import os
+
+    from ..inference_worker import InferenceWorker
+
+    if config.inspection.inference == "thread":
+        return ("inference process", True, "thread mode: the model runs in the inspection process")
+    if config.actuation.mode == "thread":
+        return ("inference process", True, "none: with actuation.mode 'thread' the model runs in the inspection "
+                                           "process (verdicts go through it)")
+    verdicts_r, verdicts_w = os.pipe()  # stands in for the scheduler's channel: no part is sent
+    try:
+        worker = InferenceWorker(
+            classifier, str(classifier.path), verdicts_w, providers=classifier.providers,
+            intra_op_threads=config.model.intra_op_threads, inter_op_threads=config.model.inter_op_threads,
+            warmup_runs=1, verify_selftest=config.model.verify_selftest, nice=config.inspection.inference_nice,
+        )
+        try:
+            worker.await_ready()
+        except EdgeInspectError as error:
+            return ("inference process", False, str(error))
+        rss_mb = worker.rss_mb()
+        worker.close_requests()
+        worker.wait(5.0)
+        worker.abandon()
+    finally:
+        os.close(verdicts_r)
+        os.close(verdicts_w)
+    rss = f", {rss_mb:.0f} MB resident" if rss_mb is not None else ""
+    # a refused priority is said, not failed (as the scheduler's refused real-time scheduling): it still works
+    return ("inference process", True, f"own process: {worker.description}{rss}")
+
+
 def _grab_frames(config: AppConfig, count: int) -> list[Frame]:
     source = create_source(config.source)
     frames: list[Frame] = []
@@ -154,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
         ))
     rows.extend(_check_outputs(config))
     rows.append(_check_scheduler(config))
+    if classifier:
+        rows.append(_check_inference_process(config, classifier[0]))
     if config.trigger.mode == "triggered" and config.trigger.input is not None:
         trigger_config = config.trigger.input
 
