@@ -263,3 +263,24 @@ def test_a_refused_priority_is_said_and_the_process_still_serves() -> None:
         pytest.skip("this user may lower its nice value (CAP_SYS_NICE or RLIMIT_NICE)")
     assert nice == "0"
     assert said.startswith("nice 0 (nice -10 refused: ") and "LimitNICE" in said, said
+
+
+def test_a_stalled_inference_process_is_killed_and_replaced(model_path: Path, replay_folder: Path) -> None:
+    config = make_config(model_path, replay_folder, source={"frames_per_second": 100.0})
+    reasons: list[str] = []
+    with build_inspector(config) as inspector:
+        inspector.condition_listeners.append(
+            lambda kind, key, reason: reasons.append(reason) if key == "classifier" and reason else None
+        )
+        inspector.INFERENCE_PROCESS_HUNG_S = 0.5
+        inspector.start()
+        wait_for(lambda: inspector.counters.good + inspector.counters.defect >= 10, what="decided parts")
+        (first,) = inspector.inference_worker_pids()
+        os.kill(first, signal.SIGSTOP)  # a run that never ends, as a hung driver would leave it
+        wait_for(lambda: inspector.inference_worker_pids() not in ([], [first]), what="a replacement")
+        decided = inspector.counters.good + inspector.counters.defect
+        wait_for(lambda: inspector.counters.good + inspector.counters.defect >= decided + 10,
+                 what="parts decided by the replacement")
+        inspector.stop()
+    assert not pid_alive(first)
+    assert any("inference process ended (killed by signal 9)" in reason for reason in reasons), reasons

@@ -184,6 +184,15 @@ class InferenceProcessMixin(InspectorState):
         self._inference_target = (classifier, replacement)
         self.inference_mode = f"process: pid {replacement.pid}, {replacement.description}"
 
+    def _end_hung_worker(self, stalled_s: float) -> None:
+        """Kill the serving worker when its run has stalled this long; the replies thread then fail-safes its
+        parts, raises the classifier fault and starts a new one."""
+        worker = self._inference_target[1]
+        if worker is None or not worker.pending or worker.process.poll() is not None:
+            return
+        log.error("inference process pid %d stalled for %.1f s: killing it", worker.pid, stalled_s)
+        worker.kill()
+
     # ------------------------------------------------------------------ stop
 
     def _end_inference_workers(self) -> None:

@@ -132,7 +132,13 @@ class InspectorState:
     _replies_thread: threading.Thread | None
     inference_mode: str
 
+    INFERENCE_PROCESS_HUNG_S = 5.0
+    """An inference process with a run this old is killed (and restarted), as systemd would the whole service."""
+
     def _close_retired_workers(self, every: bool = False) -> None:
+        raise NotImplementedError
+
+    def _end_hung_worker(self, stalled_s: float) -> None:
         raise NotImplementedError
 
     def _record_decision(

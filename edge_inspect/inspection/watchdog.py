@@ -20,3 +20,5 @@ class WatchdogMixin(InspectorState):
         started = self._inference_started_ts_s
         if started is not None and now - started > self.config.line.latency_budget_s:
             self._raise_fault("inference-stall", f"inference stalled for {(now - started) * 1000.0:.1f} ms")
+        if started is not None and now - started > self.INFERENCE_PROCESS_HUNG_S:
+            self._end_hung_worker(now - started)  # a thread cannot be killed; a process can, and is restarted
