@@ -37,6 +37,7 @@ from .outputs import SimulatedOutput
 from .outputs.simulated import Actuation
 from .pause_test import run_pause_test
 from .pipeline import Inspector
+from .procstat import box_steal_cpu_s
 from .report import collect
 from .services import start_services
 from .sources.replay import ReplaySource
@@ -361,30 +362,60 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
+def _stolen(cores: float | None) -> str:
+    return f" (the host stole {cores:.2f} cores meanwhile)" if cores else ""
+
+
+class StealMeter:
+    """Cores stolen by a virtual machine's host since the last reading (None where /proc cannot tell)."""
+
+    def __init__(self) -> None:
+        self._steal_s, self._ts_s = box_steal_cpu_s(), time.monotonic()
+
+    def cores(self) -> float | None:
+        steal_s, ts_s = box_steal_cpu_s(), time.monotonic()
+        last_s, last_ts_s = self._steal_s, self._ts_s
+        self._steal_s, self._ts_s = steal_s, ts_s
+        if steal_s is None or last_s is None or ts_s <= last_ts_s:
+            return None
+        return (steal_s - last_s) / (ts_s - last_ts_s)
+
+
 def _throughput_round(
     config: AppConfig, classifier: OnnxClassifier, frames: list[np.ndarray], regions: list[Region],
     seconds: float, progress: Callable[[str], None], label: str,
 ) -> dict[str, Any]:
-    """Ceiling, naive loop and the saturated pipeline back to back, so the three see the same machine."""
+    """Ceiling, naive loop and the saturated pipeline back to back, so the three see the same machine.
+
+    Each phase also records the cores a virtual machine's host stole meanwhile (``*_steal_cores``): on a
+    shared VM that, not the code, is often why one round differs from the next.
+    """
+    steal = StealMeter()
     progress(f"{label}ceiling: bare session.run for {seconds:.1f} s")
     ceiling = measure_ceiling(classifier, frames[0], regions, seconds)
-    progress(f"  {ceiling['fps']:.1f} parts/s")
+    ceiling_steal = steal.cores()
+    progress(f"  {ceiling['fps']:.1f} parts/s{_stolen(ceiling_steal)}")
     progress(f"{label}naive: read, preprocess, run, decide, toggle, log synchronously for {seconds:.1f} s")
     with tempfile.TemporaryDirectory(prefix="ei-naive-") as tmp:
         naive = measure_naive(classifier, frames, regions, classifier.threshold, seconds, Path(tmp))
-    progress(f"  {naive['fps']:.1f} parts/s")
+    naive_steal = steal.cores()
+    progress(f"  {naive['fps']:.1f} parts/s{_stolen(naive_steal)}")
     # 20 % more frames than the model can take keeps the classifier saturated; the cap keeps a trivially
     # fast model from turning the run into a test of Python's frame bookkeeping.
     overload_fps = min(ceiling["fps"] * 1.2, MAX_FEED_FPS)
     progress(f"{label}pipeline at saturation: fed {overload_fps:.0f} frames/s for {seconds:.1f} s")
     throughput = run_pipeline(config, classifier, overload_fps, seconds)
-    progress(f"  {throughput['fps']:.1f} parts/s")
+    pipeline_steal = steal.cores()
+    progress(f"  {throughput['fps']:.1f} parts/s{_stolen(pipeline_steal)}")
     return {
         "ceiling_fps": ceiling["fps"],
         "naive_fps": naive["fps"],
         "pipeline_fps": throughput["fps"],
         "pipeline_vs_ceiling": throughput["fps"] / ceiling["fps"],
         "pipeline_vs_naive": throughput["fps"] / naive["fps"],
+        "ceiling_steal_cores": ceiling_steal,
+        "naive_steal_cores": naive_steal,
+        "pipeline_steal_cores": pipeline_steal,
         "ceiling": ceiling,
         "naive": naive,
         "pipeline_saturated": throughput,

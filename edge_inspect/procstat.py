@@ -39,6 +39,24 @@ def box_busy_cpu_s() -> float | None:
         return None
 
 
+def box_steal_cpu_s() -> float | None:
+    """CPU seconds a virtual machine's host has run something else while this machine's cores waited (steal,
+    /proc/stat), summed over cores since boot; 0 on bare metal, None where /proc cannot tell."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            return steal_ticks(stat.readline()) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+
+
+def steal_ticks(cpu_line: str) -> int:
+    """Steal ticks of /proc/stat's ``cpu`` line (its eighth value; 0 on a kernel too old to count it)."""
+    name, *values = cpu_line.split()
+    if not name.startswith("cpu"):
+        raise ValueError(f"not a /proc/stat cpu line: {cpu_line[:40]!r}")
+    return int(values[7]) if len(values) > 7 else 0
+
+
 def busy_ticks(cpu_line: str) -> int:
     """Busy ticks of /proc/stat's ``cpu`` line: user, nice, system, irq and softirq.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from edge_inspect.classify import OnnxClassifier
 from edge_inspect.cli import main
 from edge_inspect.events import PartResult
 from edge_inspect.outputs.simulated import Actuation
+from edge_inspect.procstat import steal_ticks
 
 REQUIRED = ("ceiling_fps", "pipeline_fps", "naive_fps", "e2e_p99_ms", "reject_error_p99_ms", "peak_rss_mb")
 
@@ -94,6 +96,8 @@ def test_bench_command_writes_the_json(tmp_path: Path, model_path: Path, replay_
     rounds = figures["throughput_rounds"]
     assert figures["rounds"] == 2 and len(rounds) == 2
     assert all(r["ceiling_fps"] > 0 and r["naive_fps"] > 0 and r["pipeline_fps"] > 0 for r in rounds)
+    for phase in ("ceiling", "naive", "pipeline"):  # what the host stole meanwhile: 0 on bare metal, never missing
+        assert all(0.0 <= r[f"{phase}_steal_cores"] <= os.cpu_count() for r in rounds), phase
     ratios = sorted(r["pipeline_fps"] / r["ceiling_fps"] for r in rounds)
     assert figures["pipeline_vs_ceiling"] == pytest.approx(sum(ratios) / 2)  # the median of two
     for key in REQUIRED:
@@ -103,3 +107,11 @@ def test_bench_command_writes_the_json(tmp_path: Path, model_path: Path, replay_
     for phase in ("pipeline_saturated", "pipeline_80pct"):
         assert figures[phase]["viewer"].endswith("/stream.mjpg"), "one client watches the live stream"
         assert "defect_log" in figures[phase]["dropped"], "defect logging is on"
+
+
+
+def test_steal_comes_from_the_cpu_lines_eighth_field() -> None:
+    assert steal_ticks("cpu  100 0 50 900 0 0 0 37 0 0") == 37
+    assert steal_ticks("cpu  100 0 50 900 0 0 0") == 0  # an old kernel's line without steal: none stolen
+    with pytest.raises(ValueError, match="not a /proc/stat cpu line"):
+        steal_ticks("intr 1 2 3")
