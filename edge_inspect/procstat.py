@@ -8,14 +8,19 @@ from __future__ import annotations
 import os
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) process ``pid`` has used."""
+def _stat_seconds(pid: int, first: int) -> float | None:
+    """Two adjacent clock-tick fields of /proc/PID/stat, summed, in seconds (counted after the command name)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+        return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used."""
+    return _stat_seconds(pid, 11)  # utime, stime (fields 14, 15)
 
 
 def process_rss_mb(pid: int) -> float | None:
@@ -90,12 +95,7 @@ def child_pids(pid: int) -> list[int]:
 
 def reaped_children_cpu_s(pid: int) -> float | None:
     """CPU seconds of the children of ``pid`` that have ended and been waited for (cutime + cstime)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime (fields 16, 17)
-    except (OSError, IndexError, ValueError):
-        return None
+    return _stat_seconds(pid, 13)  # cutime, cstime (fields 16, 17)
 
 
 def family_cpu_s(pid: int) -> float | None:

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from conftest import (
     thread_mode,
     write_brightness_model,
 )
+from plant_helpers import wait_for
 
 from edge_inspect.classify import OnnxClassifier
 from edge_inspect.errors import ModelError
@@ -34,20 +33,18 @@ from edge_inspect.pipeline import Inspector
 from edge_inspect.report import collect
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+ROOMY_LINE = {"travel_delay_ms": 3000.0}
+"""A budget no loaded test machine misses: the tests that want every part decided use it, with frames slow
+enough (SLOW_FEED) that the inference queue cannot fill unless the model stalls for most of a second."""
+SLOW_FEED = {"frames_per_second": 20.0}
 
 
 def run_parts(inspector: Inspector, count: int) -> list[PartResult]:
@@ -59,7 +56,7 @@ def run_parts(inspector: Inspector, count: int) -> list[PartResult]:
 
 
 def test_the_process_scores_every_part_as_the_model_here_does(model_path: Path, replay_folder: Path) -> None:
-    config = make_config(model_path, replay_folder)
+    config = make_config(model_path, replay_folder, line=ROOMY_LINE, source=SLOW_FEED)
     here = OnnxClassifier(model_path, warmup_runs=0)
     with build_inspector(config) as inspector:
         results = run_parts(inspector, 16)
@@ -85,7 +82,7 @@ def test_a_tiled_models_grid_comes_back_from_the_process(tmp_path: Path) -> None
     import cv2
 
     cv2.imwrite(str(frames / "part.png"), image)
-    config = make_config(model, frames)
+    config = make_config(model, frames, line=ROOMY_LINE, source=SLOW_FEED)
     with build_inspector(config) as inspector:
         results = run_parts(inspector, 3)
         assert inspector.inference_mode.startswith("process")
@@ -147,7 +144,7 @@ def test_a_killed_inference_process_fail_safes_its_parts_raises_a_fault_and_is_r
 def test_a_swap_starts_a_process_for_the_new_model_and_ends_the_old_one(
     model_path: Path, replay_folder: Path, tmp_path: Path,
 ) -> None:
-    config = make_config(model_path, replay_folder, source={"frames_per_second": 100.0})
+    config = make_config(model_path, replay_folder, source={"frames_per_second": 100.0}, line=ROOMY_LINE)
     # the same brightness graph with the opposite gain: every dark (good) frame now scores as a defect
     inverted = write_brightness_model(tmp_path / "inverted.onnx", brightness_model_metadata(model_version="inv"),
                                       gain=-20.0)
@@ -168,7 +165,8 @@ def test_a_swap_starts_a_process_for_the_new_model_and_ends_the_old_one(
     after = [r for r in results if r.part_id > swapped_at + 3]
     assert after and all(r.model_version == "inv" for r in after)
     # dark frames score about 1 - sigmoid(-20 * (0.2 - 0.5)) under the inverted model: defects now
-    dark = [r for r in after if r.image is not None and r.image.mean() < 128]
+    # (a part that found the queue full on a loaded machine is a fail-safe, whichever model: not this test's business)
+    dark = [r for r in after if r.image is not None and r.image.mean() < 128 and r.verdict is not Verdict.FAILSAFE]
     assert dark and all(r.verdict is Verdict.DEFECT for r in dark)
     assert len({r.part_id for r in results}) == len(results)
 
@@ -176,13 +174,15 @@ def test_a_swap_starts_a_process_for_the_new_model_and_ends_the_old_one(
 def test_where_the_process_cannot_serve_the_model_runs_here_and_says_why(
     model_path: Path, replay_folder: Path,
 ) -> None:
-    asked_thread = make_config(model_path, replay_folder, inspection={"inference": "thread"})
+    asked_thread = make_config(model_path, replay_folder, inspection={"inference": "thread"}, line=ROOMY_LINE,
+                               source=SLOW_FEED)
     with build_inspector(asked_thread) as inspector:
         results = run_parts(inspector, 4)
         assert inspector.inference_mode == "thread: inspection.inference is 'thread'"
         assert inspector.inference_worker_pids() == []
     assert all(r.verdict is not Verdict.FAILSAFE for r in results)
-    with build_inspector(thread_mode(make_config(model_path, replay_folder))) as inspector:
+    scheduler_thread = thread_mode(make_config(model_path, replay_folder, line=ROOMY_LINE, source=SLOW_FEED))
+    with build_inspector(scheduler_thread) as inspector:
         results = run_parts(inspector, 4)
         assert inspector.inference_mode.startswith("thread: the reject scheduler runs as a thread")
     assert all(r.verdict is not Verdict.FAILSAFE for r in results)

@@ -107,9 +107,10 @@ class InferenceProcessMixin(InspectorState):
         """Close the request pipe of each worker no longer the target (all of them at the end): it answers
         what it holds and ends. Only the prepare thread writes requests, so only it (or stop, after it)
         closes them."""
-        if not self._workers:
-            return  # the model runs here, or nothing was started: nothing to close (every part comes this way)
+        workers = self._workers
         target = self._inference_target[1]
+        if not workers or (not every and len(workers) == 1 and workers[0] is target and not target.is_gone):
+            return  # the common case, every part: the one worker serving (or none), nothing to close or drop
         with self._workers_lock:
             workers = list(self._workers)
         for worker in workers:
