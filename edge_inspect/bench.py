@@ -220,10 +220,10 @@ def run_pipeline(
         collect(subscription)  # discard warm-up parts
         meter = CpuMeter()
         log_writer = services.get("defect_log")
-        log_cpu = getattr(log_writer, "cpu_s", None)  # the writer process's (process mode), else None
-        log_cpu_start = log_cpu() if log_cpu else None
-        scheduler_cpu_start, scheduler_wall_start = inspector.scheduler_cpu_s(), time.perf_counter()
-        inference_cpu_start = inspector.inference_cpu_s()
+        # each child process's CPU over the window: the writer's (process mode), the scheduler's, the model's
+        log_cpu = ChildCpuMeter(getattr(log_writer, "cpu_s", None))
+        scheduler_cpu_meter = ChildCpuMeter(inspector.scheduler_cpu_s)
+        inference_cpu_meter = ChildCpuMeter(inspector.inference_cpu_s)
         rss_start = rss_mb()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -234,22 +234,11 @@ def run_pipeline(
                     on_result(r)
             time.sleep(0.05)
         cpu = meter.percent()
-        scheduler_cpu_end = inspector.scheduler_cpu_s()
-        scheduler_cpu = None
-        if scheduler_cpu_start is not None and scheduler_cpu_end is not None:
-            wall_s = time.perf_counter() - scheduler_wall_start
-            scheduler_cpu = 100.0 * (scheduler_cpu_end - scheduler_cpu_start) / wall_s
+        scheduler_cpu = scheduler_cpu_meter.percent()
         scheduler_rss = inspector.scheduler_rss_mb()
-        inference_cpu_end = inspector.inference_cpu_s()
-        inference_cpu = None
-        if inference_cpu_start is not None and inference_cpu_end is not None:
-            inference_cpu = 100.0 * (inference_cpu_end - inference_cpu_start) / (
-                time.perf_counter() - scheduler_wall_start)
+        inference_cpu = inference_cpu_meter.percent()
         inference_rss = inspector.inference_rss_mb()
-        log_cpu_end = log_cpu() if log_cpu else None
-        defect_log_cpu = None
-        if log_cpu_start is not None and log_cpu_end is not None:
-            defect_log_cpu = 100.0 * (log_cpu_end - log_cpu_start) / (time.perf_counter() - scheduler_wall_start)
+        defect_log_cpu = log_cpu.percent()
         log_rss = getattr(log_writer, "rss_mb", None)
         defect_log_rss = log_rss() if log_rss else None
         inspector.stop()
@@ -364,6 +353,22 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _stolen(cores: float | None) -> str:
     return f" (the host stole {cores:.2f} cores meanwhile)" if cores else ""
+
+
+class ChildCpuMeter:
+    """Percent of one core a child process used since this meter was made (None where ``read`` cannot tell:
+    no such process, thread mode, or it ended)."""
+
+    def __init__(self, read: Callable[[], float | None] | None) -> None:
+        self._read = read
+        self._cpu_s = read() if read is not None else None
+        self._wall_s = time.perf_counter()
+
+    def percent(self) -> float | None:
+        now_cpu_s = self._read() if self._read is not None else None
+        if self._cpu_s is None or now_cpu_s is None:
+            return None
+        return 100.0 * (now_cpu_s - self._cpu_s) / (time.perf_counter() - self._wall_s)
 
 
 class StealMeter:

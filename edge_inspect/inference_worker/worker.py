@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from ..actuation import channel
+from ..actuation.schedule import verdict_code
 from ..classify.onnx_classifier import OnnxClassifier, worst_region_scores
 from ..decision import is_defect
 from ..errors import EdgeInspectError
@@ -28,8 +29,7 @@ from . import wire
 
 log = logging.getLogger(__name__)
 
-GOOD = channel.VERDICTS.index(Verdict.GOOD.value) + 1
-DEFECT = channel.VERDICTS.index(Verdict.DEFECT.value) + 1
+GOOD, DEFECT = verdict_code(Verdict.GOOD), verdict_code(Verdict.DEFECT)
 
 
 def send_reply(fd: int, reply: wire.Reply) -> None:

@@ -55,7 +55,7 @@ class InferenceMixin(InspectorState):
                         self._classification_failed(job, error)
                         continue
                 if worker is not None and prepared is not None:
-                    self._submit_to_worker(worker, job, classifier, prepared)
+                    self._submit_to_worker(worker, job, prepared)
                 else:
                     self._hand_to_inference((job, classifier, prepared))
         finally:

@@ -67,28 +67,29 @@ class InferenceProcessMixin(InspectorState):
             self.inference_mode = f"thread: {why_not}"
             return False
         worker = self._spawn_worker(classifier)
-        self._inference_target = (classifier, worker)
-        self.inference_mode = f"process: pid {worker.pid}, {worker.description}"
+        self._serve_with(classifier, worker)
         log.info("inference runs in its own process (pid %d, %s)", worker.pid, worker.description)
         if "refused" in worker.description:
             log.warning("inference process: %s", worker.description)
         return True
+
+    def _serve_with(self, classifier: Classifier, worker: InferenceWorker) -> None:
+        """From the next part on, ``worker`` runs ``classifier``'s model; ``inference_mode`` says so."""
+        self._inference_target = (classifier, worker)
+        self.inference_mode = f"process: pid {worker.pid}, {worker.description}"
 
     def _swap_target(self, classifier: Classifier) -> None:
         """Where the next part goes after a swap: a new worker for a new ONNX file while one serves now."""
         if self._running.is_set() and self._replies_thread is not None and self._inference_process_unfit(
             classifier
         ) is None:
-            worker = self._spawn_worker(classifier)  # raises: the swap does not happen, the old model stays
-            self._inference_target = (classifier, worker)
-            self.inference_mode = f"process: pid {worker.pid}, {worker.description}"
+            self._serve_with(classifier, self._spawn_worker(classifier))  # raises: no swap, the old model stays
         else:
             self._inference_target = (classifier, None)
 
     # ------------------------------------------------------------------ the prepare thread's side
 
-    def _submit_to_worker(self, worker: InferenceWorker, job: Job, classifier: Classifier,
-                          prepared: PreparedParts) -> None:
+    def _submit_to_worker(self, worker: InferenceWorker, job: Job, prepared: PreparedParts) -> None:
         now = self._clock()
         if not worker.pending:
             self._inference_started_ts_s = now
@@ -182,8 +183,7 @@ class InferenceProcessMixin(InspectorState):
             self.inference_mode = f"thread: the inference process could not restart ({error})"
             return
         log.warning("inference process ended (%s); restarted as pid %d", detail, replacement.pid)
-        self._inference_target = (classifier, replacement)
-        self.inference_mode = f"process: pid {replacement.pid}, {replacement.description}"
+        self._serve_with(classifier, replacement)
 
     def _end_hung_worker(self, stalled_s: float) -> None:
         """Kill the serving worker when its run has stalled this long; the replies thread then fail-safes its

@@ -146,9 +146,7 @@ class InspectorState:
     ) -> Decision:
         raise NotImplementedError
 
-    def _submit_to_worker(
-        self, worker: InferenceWorker, job: Job, classifier: Classifier, prepared: PreparedParts,
-    ) -> None:
+    def _submit_to_worker(self, worker: InferenceWorker, job: Job, prepared: PreparedParts) -> None:
         raise NotImplementedError
 
     def _actuation_loop(self) -> None:
