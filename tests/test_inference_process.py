@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,7 +29,9 @@ from plant_helpers import wait_for
 from edge_inspect.classify import OnnxClassifier
 from edge_inspect.errors import ModelError
 from edge_inspect.events import PartResult, RunState, Verdict
-from edge_inspect.inference_worker import wire
+from edge_inspect.inference_worker import InferenceWorker, wire
+from edge_inspect.inference_worker import client as worker_client
+from edge_inspect.inference_worker.client import Pending
 from edge_inspect.pipeline import Inspector
 from edge_inspect.report import collect
 
@@ -284,3 +287,51 @@ def test_a_stalled_inference_process_is_killed_and_replaced(model_path: Path, re
         inspector.stop()
     assert not pid_alive(first)
     assert any("inference process ended (killed by signal 9)" in reason for reason in reasons), reasons
+
+
+def test_the_parts_in_the_process_are_bounded_by_a_window_that_covers_its_model_time(model_path: Path) -> None:
+    """A slot frees only when the replies are read: the submitter waits at the window, goes on once they
+    are; and the window grows to WINDOW_S of the model's measured run time, within its bounds."""
+    assert [worker_client.window_for(run_s) for run_s in (0.0, 0.05, 0.002, 0.0001)] == [
+        worker_client.MIN_OUTSTANDING_PARTS, worker_client.MIN_OUTSTANDING_PARTS, 5,
+        worker_client.MAX_OUTSTANDING_PARTS,
+    ]
+    classifier = OnnxClassifier(model_path, warmup_runs=0)
+    prepared = classifier.prepare(solid_image(DARK))
+    verdict_r, verdict_w = os.pipe()
+    worker = InferenceWorker(classifier, str(model_path), verdict_w, providers=classifier.providers,
+                             intra_op_threads=1, inter_op_threads=1, warmup_runs=0, verify_selftest=False)
+    os.close(verdict_w)
+    try:
+        worker.await_ready()
+        first_window = worker.window_parts()
+        assert first_window == worker_client.MIN_OUTSTANDING_PARTS  # no answer yet says how long the model takes
+        sent: list[int] = []
+
+        def submit_parts(count: int) -> None:
+            for part_id in range(count):
+                job = SimpleNamespace(part_id=part_id, deadline_ts_s=float("inf"))
+                worker.submit(Pending(job, prepared, 0.5), prepared.tile_grids, prepared.tensor,
+                              lambda: True, lambda: None)
+                sent.append(part_id)
+
+        submitter = threading.Thread(target=submit_parts, args=(first_window + 2,), daemon=True)
+        submitter.start()
+        wait_for(lambda: len(sent) == first_window, timeout_s=10.0)
+        # every part sent is answered in the pipe, unread: no room frees, so the submitter still waits
+        answers: list[wire.Reply] = []
+        wait_for(lambda: bool(answers.extend(worker.read_available()) or len(answers) >= first_window), timeout_s=10.0)
+        assert submitter.is_alive() and len(sent) == first_window and len(worker.pending) == first_window
+        freed = worker.answered(answers)
+        assert [pending.job.part_id for _, pending in freed] == list(range(first_window))
+        assert all(reply.kind == wire.SCORED and reply.run_s > 0 for reply, _ in freed)
+        submitter.join(10.0)
+        assert not submitter.is_alive() and sent == list(range(first_window + 2))
+        run_times = [reply.run_s for reply, _ in freed]
+        assert min(run_times) <= worker.model_run_s <= max(run_times)
+        assert worker.window_parts() == worker_client.window_for(worker.model_run_s)
+    finally:
+        worker.close_requests()
+        worker.wait(5.0)
+        worker.read_available()
+        os.close(verdict_r)

@@ -30,9 +30,25 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 """Import, load, self-test and warm-up: about a second here, several on a loaded Pi."""
-MAX_OUTSTANDING_PARTS = 3
-"""Parts sent and not answered: one running and two waiting, as the in-process stages hold."""
+MIN_OUTSTANDING_PARTS = 3
+"""Parts sent and not answered, at least: one running and two waiting, as the in-process stages hold."""
+MAX_OUTSTANDING_PARTS = 16
+"""And at most: 16 tensors of a 128 px grey model fill the 1 MiB request pipe."""
+WINDOW_S = 0.010
+"""Model time the parts sent and not answered may hold. A slot frees only when the inspection process's
+replies thread reads the answer, and that thread waits for this interpreter's lock, up to one switch
+interval (5 ms) behind a busy thread: with a window shorter than that the worker sits idle between answers
+(measured, docs/PERFORMANCE.md, 2026-12-04 session 14: 3 parts of a 0.6 ms model left the worker at 2/3 of a core)."""
 PIPE_BYTES = 1 << 20
+
+
+def window_for(run_s: float) -> int:
+    """Parts that may be sent and not answered for a model taking ``run_s`` a part: :data:`WINDOW_S` of its
+    time, within [:data:`MIN_OUTSTANDING_PARTS`, :data:`MAX_OUTSTANDING_PARTS`] (the minimum while the run
+    time is not known)."""
+    if run_s <= 0.0:
+        return MIN_OUTSTANDING_PARTS
+    return max(MIN_OUTSTANDING_PARTS, min(MAX_OUTSTANDING_PARTS, int(WINDOW_S / run_s)))
 
 
 class WorkerError(EdgeInspectError):
@@ -74,7 +90,8 @@ class InferenceWorker:
         self.description = ""  # "CPUExecutionProvider, nice -10": what it runs on, from READY
         self.requests_closed = False
         self.is_gone = False
-        self._slots = threading.Semaphore(MAX_OUTSTANDING_PARTS)
+        self._room = threading.Condition()  # guards ``pending``; the replies thread notifies as answers free room
+        self._run_s = 0.0  # the model's run time, smoothed over the answers: sizes the window
         self._decoder = wire.ReplyDecoder()
         request_r, self._request_w = os.pipe()
         self._reply_r, reply_w = os.pipe()
@@ -129,25 +146,39 @@ class InferenceWorker:
 
         Raises WorkerError when the process is gone.
         """
-        while not self._slots.acquire(timeout=0.2):
-            on_wait()
-            if self.is_gone:
-                raise WorkerError(f"inference process is gone ({self.exit_detail()})")
-            if not keep_going():
-                return False
         job = pending.job
+        with self._room:
+            while len(self.pending) >= self.window_parts():
+                if not self._room.wait(timeout=0.2):
+                    on_wait()
+                if self.is_gone:
+                    raise WorkerError(f"inference process is gone ({self.exit_detail()})")
+                if not keep_going():
+                    return False
+            self.pending[job.part_id] = pending  # before the write: the reply may come back at once
         parts = wire.encode_request(job.part_id, job.deadline_ts_s, pending.threshold, tile_grids, tensor)
-        self.pending[job.part_id] = pending  # before the write: the reply may come back at once
         try:
             sent = wire.write_all(self._request_w, parts, keep_going)
         except OSError as error:
-            self.pending.pop(job.part_id, None)
-            self._slots.release()
+            self._forget(job.part_id)
             raise WorkerError(f"inference process is gone ({os.strerror(error.errno or 0)})") from None
         if not sent:
-            self.pending.pop(job.part_id, None)
-            self._slots.release()
+            self._forget(job.part_id)
         return sent
+
+    def window_parts(self) -> int:
+        """How many parts may be sent and not answered now (:func:`window_for` the model's run time)."""
+        return window_for(self._run_s)
+
+    @property
+    def model_run_s(self) -> float:
+        """The model's run time there, smoothed over the answers so far (0.0 before the first)."""
+        return self._run_s
+
+    def _forget(self, part_id: int) -> None:
+        with self._room:
+            self.pending.pop(part_id, None)
+            self._room.notify()
 
     def close_requests(self) -> None:
         """No more parts: the process answers what it holds, then ends. Prepare thread only."""
@@ -184,19 +215,25 @@ class InferenceWorker:
         return replies
 
     def answered(self, replies: list[wire.Reply]) -> list[tuple[wire.Reply, Pending]]:
-        """Each answer to a part with what was kept for it; its slot is free again."""
+        """Each answer to a part with what was kept for it; its room in the window is free again."""
         out = []
-        for reply in replies:
-            pending = self.pending.pop(reply.part_id, None) if reply.kind != wire.READY else None
-            if pending is not None:
-                self._slots.release()
-                out.append((reply, pending))
+        with self._room:
+            for reply in replies:
+                pending = self.pending.pop(reply.part_id, None) if reply.kind != wire.READY else None
+                if pending is not None:
+                    out.append((reply, pending))
+                    if reply.kind == wire.SCORED:
+                        self._run_s = reply.run_s if self._run_s <= 0.0 else 0.9 * self._run_s + 0.1 * reply.run_s
+            if out:
+                self._room.notify()
         return out
 
     def take_pending(self) -> list[Pending]:
         """The parts sent and never answered (the process ended): the caller fail-safes them."""
-        left = list(self.pending.values())
-        self.pending.clear()
+        with self._room:
+            left = list(self.pending.values())
+            self.pending.clear()
+            self._room.notify()
         return left
 
     # ------------------------------------------------------------------ lifetime
