@@ -37,17 +37,10 @@ from bsdata_bank_study import load
 
 from edge_inspect.evaluation import auroc, false_reject_at_escape
 from edge_inspect.train.backbone import load_backbone
-from edge_inspect.train.patch_model import PatchHead, image_logit
-from edge_inspect.train.pretrained import PatchOptions, defect_weight
+from edge_inspect.train.patch_model import PatchHead, image_logit, patch_features_of
+from edge_inspect.train.pretrained import PatchOptions, defect_weight, new_patch_head
 
 BATCH = 16
-
-
-def pooled(s2: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
-    """The product's patch features (PatchFeatures.forward) from stage 2 and stage 4 maps."""
-    fine = F.avg_pool2d(s2, 3, 1, 1, count_include_pad=False)
-    coarse = F.interpolate(F.avg_pool2d(s4, 3, 1, 1, count_include_pad=False), scale_factor=2.0, mode="nearest")
-    return torch.cat([fine, coarse], 1)
 
 
 class Model(nn.Module):
@@ -63,7 +56,7 @@ class Model(nn.Module):
         self.head = head
 
     def forward(self, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
-        return self.head(pooled(s2, self.stage4(s3)))
+        return self.head(patch_features_of(s2, self.stage4(s3)))
 
     def train(self, mode: bool = True) -> Model:
         super().train(mode)
@@ -76,10 +69,8 @@ def fit(s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor, y: torch.Tensor, s
     torch.manual_seed(seed)
     rng = np.random.default_rng([5, seed])
     lr = PatchOptions(data_dir=Path("."), out_path=Path("."), mode="supervised").learning_rate
-    head = PatchHead()
-    sample = pooled(s2[:: max(1, len(s2) // 200)].float(), s4[:: max(1, len(s2) // 200)].float())
-    head.feature_mean.copy_(sample.mean(dim=(0, 2, 3), keepdim=True))
-    head.feature_std.copy_(sample.std(dim=(0, 2, 3), keepdim=True) + 1e-3)
+    step = max(1, len(s2) // 200)  # new_patch_head's own sample, taken before pooling
+    head = new_patch_head(patch_features_of(s2[::step].float(), s4[::step].float()))
     model = Model(head, tune)
     groups = [{"params": list(head.parameters()), "lr": lr}]
     if tune:
@@ -101,7 +92,7 @@ def fit(s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor, y: torch.Tensor, s
                 a, b = a.flip(3), b.flip(3)
             if rng.random() < 0.5:
                 a, b = a.flip(2), b.flip(2)
-            logits = head(pooled(a, b)) if cached4 else model(a, b)
+            logits = head(patch_features_of(a, b)) if cached4 else model(a, b)
             loss = F.binary_cross_entropy_with_logits(image_logit(logits), y[index], pos_weight=weight)
             optimizer.zero_grad()
             loss.backward()
@@ -135,7 +126,7 @@ def main(argv: list[str]) -> int:
                 scored = np.flatnonzero(held)
                 with torch.no_grad():
                     logits = [image_logit(model(s2[part].float(), s3[part].float()) if tune
-                                          else model.head(pooled(s2[part].float(), s4[part].float())))
+                                          else model.head(patch_features_of(s2[part].float(), s4[part].float())))
                               for part in (scored[i : i + 32] for i in range(0, len(scored), 32))]
                 scores[held] = torch.cat(logits).numpy()
                 print(f"{name}, fold {', '.join(map(str, fold))}: AUROC {auroc(scores[held], labels[held]):.4f} "

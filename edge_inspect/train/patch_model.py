@@ -29,6 +29,15 @@ STRIDE_PX = 8
 SHARPNESS = 4.0  # smooth-maximum temperature of the image logit
 
 
+def patch_features_of(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """Stage 2 (stride 8) and stage 4 (stride 16) maps -> the patch features: each averaged over its 3 x 3
+    neighbourhood, the coarse one upsampled to the fine grid (input sides are multiples of 16), concatenated."""
+    fine = F.avg_pool2d(fine, 3, 1, 1, count_include_pad=False)
+    coarse = F.avg_pool2d(coarse, 3, 1, 1, count_include_pad=False)
+    coarse = F.interpolate(coarse, scale_factor=2.0, mode="nearest")
+    return torch.cat([fine, coarse], dim=1)
+
+
 class PatchFeatures(nn.Module):
     """Frozen backbone -> (N, 152, H/8, W/8) patch features."""
 
@@ -40,11 +49,7 @@ class PatchFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stages = self.backbone.stage_features(x, FEATURE_STAGES[-1])
-        fine, coarse = stages[FEATURE_STAGES[0]], stages[FEATURE_STAGES[1]]
-        fine = F.avg_pool2d(fine, 3, 1, 1, count_include_pad=False)
-        coarse = F.avg_pool2d(coarse, 3, 1, 1, count_include_pad=False)
-        coarse = F.interpolate(coarse, scale_factor=2.0, mode="nearest")  # input sides are multiples of 16
-        return torch.cat([fine, coarse], dim=1)
+        return patch_features_of(stages[FEATURE_STAGES[0]], stages[FEATURE_STAGES[1]])
 
     def train(self, mode: bool = True) -> PatchFeatures:
         super().train(mode)
