@@ -112,7 +112,6 @@ def main(argv: list[str]) -> int:
     stages, labels, positions = load(folder, "train")
     s2, s3, s4 = stages["s2"], stages["s3"], stages["s4"]
     order = np.random.default_rng(0).permutation(sorted(set(positions)))
-    rows: dict[str, np.ndarray] = {}
     for seed in seeds:
         for tune in (True,) if tune_only else (False, True):
             name = f"seed {seed}, {f'tune s4 x{ratio:g}' if tune else 'head'}"
@@ -131,7 +130,6 @@ def main(argv: list[str]) -> int:
                 scores[held] = torch.cat(logits).numpy()
                 print(f"{name}, fold {', '.join(map(str, fold))}: AUROC {auroc(scores[held], labels[held]):.4f} "
                       f"({time.monotonic() - started:.0f} s so far)", flush=True)
-            rows[name] = scores
             print(f"{name}: val AUROC {auroc(scores, labels):.4f}  false rejects at <= 1 % escapes "
                   f"{false_reject_at_escape(scores, labels, 0.01):.3f}  ({time.monotonic() - started:.0f} s)",
                   flush=True)
