@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,13 @@ from edge_inspect.evaluation import (
 from edge_inspect.synth import generate_dataset
 from edge_inspect.train.backbone import LITE_MEAN, LITE_STD, load_backbone, wheel_weights_path
 from edge_inspect.train.data import DataSet
-from edge_inspect.train.patch_model import PatchFeatures, greedy_coreset
+from edge_inspect.train.patch_model import PatchFeatures, greedy_coreset, image_anomaly
 from edge_inspect.train.pretrained import (
     PatchOptions,
     calibration_folds,
     extract,
     patch_metadata,
+    student_epochs,
     train_good_only,
     train_supervised,
 )
@@ -162,9 +164,11 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_good_only_learns_from_good_images_and_keeps_its_false_reject_target(synth: Path) -> None:
-    result = train_good_only(_options(synth, "good-only", bank_size=256, max_false_reject_rate=0.1), lambda _: None)
+def test_good_only_bank_learns_from_good_images_and_keeps_its_false_reject_target(synth: Path) -> None:
+    options = _options(synth, "good-only", good_only_method="bank", bank_size=256, max_false_reject_rate=0.1)
+    result = train_good_only(options, lambda _: None)
     assert result.metadata.extra["training.mode"] == "good-only" and result.metadata.threshold == 0.5
+    assert result.metadata.extra["training.good_only_method"] == "bank"
     scores, labels, regions = _held_out(result.out_path, synth / "held")
     # 60 good frames of 96 x 72 px with parts that move: 0.78 when written (random weights or no learning: ~0.5)
     assert auroc(scores, labels) > 0.7
@@ -174,6 +178,47 @@ def test_good_only_learns_from_good_images_and_keeps_its_false_reject_target(syn
     good_scores, _, _ = _held_out(result.out_path, synth / "goods")
     false_rejects = float(np.mean(good_scores >= result.metadata.threshold))
     assert false_rejects < 0.3  # target 0.1 from ~16 held-out goods: near it, and never "flag everything"
+
+
+@pytest.mark.slow
+def test_good_only_distillation_learns_from_good_images_and_onnx_matches_torch(synth: Path) -> None:
+    lines: list[str] = []
+    options = replace(_options(synth, "good-only", max_false_reject_rate=0.1), out_path=synth / "distill.onnx")
+    result = train_good_only(options, lines.append)  # the default method
+    assert result.metadata.extra["training.good_only_method"] == "distill" and result.metadata.threshold == 0.5
+    assert any(line.startswith("student 1/3, 30 epochs [") and "ETA" in line for line in lines)
+    assert any(line.startswith("student (all goods), 30 epochs [####################] 100 %") for line in lines)
+    scores, labels, regions = _held_out(result.out_path, synth / "held")
+    # 60 good frames of 96 x 72 px, 30 epochs: 0.86 when written (the bank on the same data: 0.80)
+    assert auroc(scores, labels) > 0.75
+    grid = regions[0].tile_scores
+    assert grid is not None and grid.shape == (4, 6) and np.all((grid >= 0) & (grid <= 1))  # stride 16
+    images = [cv2.imread(str(p)) for p in sorted((synth / "held").rglob("*.png"))[:6]]
+    with torch.no_grad():
+        expected = result.model(torch.from_numpy(to_tensor(images, result.metadata)))[0][:, 1].numpy()
+    np.testing.assert_allclose(scores[:6], expected, atol=1e-4)
+    good_scores, _, _ = _held_out(result.out_path, synth / "goods")
+    assert float(np.mean(good_scores >= result.metadata.threshold)) < 0.3  # target 0.1; never "flag everything"
+
+
+def test_the_image_anomaly_is_the_mean_of_the_worst_sixty_fourth_of_patches() -> None:
+    anomaly = torch.zeros(2, 16, 40)  # 640 patches: the worst 10
+    anomaly[0, 3, :10] = 1.0
+    anomaly[1, 3, :5] = 1.0
+    assert image_anomaly(anomaly).tolist() == pytest.approx([1.0, 0.5])
+    assert image_anomaly(torch.full((1, 2, 3), 0.25)).tolist() == pytest.approx([0.25])  # at least one patch
+
+
+def test_students_of_many_goods_train_fewer_epochs_within_the_step_budget() -> None:
+    assert student_epochs(516, 30) == 30  # BSData's 516 goods: 65 batches of 8 per epoch, 1,950 steps
+    assert student_epochs(1000, 30) == 2000 // 125 == 16
+    assert student_epochs(60, 5) == 5
+    assert student_epochs(100_000, 30) == 1  # always at least one pass
+
+
+def test_an_unknown_good_only_method_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="good-only method must be one of distill, bank, not 'knn'"):
+        train_good_only(_options(tmp_path, "good-only", good_only_method="knn"), lambda _: None)
 
 
 @pytest.mark.slow
@@ -199,6 +244,7 @@ def test_auto_mode_says_why_and_calibrate_takes_good_images(synth: Path, capsys:
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "mode: good-only (0 defect images" in printed and "ETA" in printed
+    assert "good-only (distillation): a student learns stage 4 from stage 2 on all 100 good images" in printed
     assert [p.name for p in (synth / "auto-plots").iterdir()] == ["histograms.png"]  # no defects: no ROC
     calibrated = synth / "auto.cal.onnx"
     assert main(["calibrate", str(out), str(synth / "held"), "--max-false-reject-rate", "0.05",

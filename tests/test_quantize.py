@@ -75,4 +75,4 @@ def test_patch_model_quantizes_its_convolutions_and_good_only_is_refused(
     good_only = replace(options, out_path=tmp_path / "go.onnx", mode="good-only", bank_size=64)
     train_good_only(good_only, lambda _: None)
     assert main(["quantize", str(good_only.out_path), str(tmp_path / "data"), "--out", str(tmp_path / "q.onnx")]) == 3
-    assert "good-only (memory bank) model" in capsys.readouterr().err and not (tmp_path / "q.onnx").exists()
+    assert "is a good-only model" in capsys.readouterr().err and not (tmp_path / "q.onnx").exists()

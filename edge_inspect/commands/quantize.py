@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     float_model = OnnxClassifier(args.model, warmup_runs=0)
     if float_model.metadata.extra.get("training.mode") == "good-only":
         raise ModelError(
-            f"{args.model} is a good-only (memory bank) model: INT8 features move its nearest-neighbour distances "
-            "past the calibrated threshold (on BSData every part was rejected, AUROC 0.79 -> 0.28); "
-            "keep the float32 model (docs/PERFORMANCE.md)"
+            f"{args.model} is a good-only model: its threshold sits on a small raw score (a nearest-neighbour "
+            "distance, or a student's disagreement with the backbone) that INT8 features move past it (a memory "
+            "bank on BSData rejected every part, AUROC 0.79 -> 0.28); keep the float32 model (docs/PERFORMANCE.md)"
         )
     tensors = calibration_tensors(float_model, args.data, args.max_images)
     patch_model = "training.mode" in float_model.metadata.extra

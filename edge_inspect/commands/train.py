@@ -48,12 +48,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0.01,
         help="good-only: threshold so at most this share of held-out good parts is rejected (default 0.01)",
     )
-    parser.add_argument("--bank-size", type=_positive_int, default=2048, help="good-only: patches kept in the bank")
+    parser.add_argument(
+        "--good-only-method",
+        choices=["distill", "bank"],
+        default="distill",
+        help="good-only: a student network that learns the backbone's deep features from its shallow ones on "
+        "good images (default), or a memory bank of good patches with nearest-neighbour distance",
+    )
+    parser.add_argument("--bank-size", type=_positive_int, default=2048, help="good-only bank: patches kept")
     parser.add_argument(
         "--input-width-px", type=_positive_int, default=0, help="pretrained models: input width (default from data)"
     )
     parser.add_argument("--input-height-px", type=_positive_int, default=0, help="pretrained models: input height")
-    parser.add_argument("--epochs", type=_positive_int, default=None, help="most epochs (default 30; parts-cnn 40)")
+    parser.add_argument(
+        "--epochs", type=_positive_int, default=None,
+        help="most epochs (default 30; parts-cnn 40); a good-only student trains exactly this many",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for split, augmentation and weights")
     parser.add_argument("--input-size-px", type=_positive_int, default=128, help="square network input side")
     parser.add_argument("--good-label", default="good", help="folder name of the pass class (default good)")
@@ -145,6 +155,7 @@ def _run_patch(args: argparse.Namespace, mode: str) -> int:
         backbone_path=args.backbone,
         model_name=args.model_name or "parts-patch",
         model_version=args.model_version,
+        good_only_method=args.good_only_method,
         bank_size=args.bank_size,
         max_false_reject_rate=args.max_false_reject_rate,
         epochs=args.epochs or 30,

@@ -4,8 +4,11 @@ Features: stage 2 (stride 8, 40 channels) and stage 4 (stride 16, 112 channels, 
 EfficientNet-Lite0, each averaged over its 3 x 3 neighbourhood, concatenated: 152 numbers per 8 x 8 px
 patch. Dense patches are the tiling: every patch is scored, a part scores as its worst region.
 
-- :class:`MemoryBankModel` (good-only): distance of each patch to its nearest good patch in a coreset
-  memory bank, mapped through a logistic so 0.5 is the calibrated threshold distance.
+- :class:`DistillationModel` (good-only, the default): a small student learned on good images predicts the
+  stage 4 map from the stage 2 map; a patch's anomaly is how far the guess is from the backbone's own stage 4
+  (one minus their cosine), mapped through a logistic so 0.5 is the calibrated threshold.
+- :class:`MemoryBankModel` (good-only, ``--good-only-method bank``): distance of each patch to its nearest good
+  patch in a coreset memory bank, mapped through a logistic so 0.5 is the calibrated threshold distance.
 - :class:`PatchClassifier` (supervised): a small trained head gives each patch a defect logit; the image
   logit is the worst patch's (multiple-instance learning with image labels only).
 
@@ -88,6 +91,87 @@ class MemoryBankModel(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         patch = self.normalise(self.distances(self.features(x)))
         return _two_class(patch.flatten(1).max(dim=1).values), patch
+
+
+STUDENT_WIDTH = 128
+TOP_SHARE = 1 / 64  # a distilled model's image score: its worst 1/64 of patches (10 at ~160,000 px of input)
+StageStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""Per-channel mean and spread of the goods' stage 2 map, then of their stage 4 map (each 1 x C x 1 x 1)."""
+
+
+class FeatureStudent(nn.Module):
+    """Stage 2 map (stride 8, 40 channels, standardised) -> a guess at the stage 4 map (stride 16, 112
+    channels, standardised): three 3 x 3 convolutions (the second one stride 2) and a 1 x 1, ~0.36 M weights,
+    trained from scratch on good images only."""
+
+    def __init__(self, c_in: int = 40, c_out: int = 112, width: int = STUDENT_WIDTH) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, c_out, 1),
+        )
+
+    def forward(self, fine: torch.Tensor) -> torch.Tensor:
+        return self.net(fine)
+
+
+class DistillationModel(nn.Module):
+    """Good-only by distillation: where the student's guess at stage 4 departs from the backbone's, the
+    surface is unlike the goods it learned from. Patch anomaly 1 - cos(guess, stage 4), per stride-16 patch;
+    image score the mean of the worst ``TOP_SHARE`` of them; both logistic-normalised so 0.5 is the threshold."""
+
+    fine_mean: torch.Tensor
+    fine_std: torch.Tensor
+    coarse_mean: torch.Tensor
+    coarse_std: torch.Tensor
+
+    def __init__(self, backbone: EfficientNetLite0, student: FeatureStudent, stats: StageStats,
+                 centre: float = 0.0, spread: float = 1.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        for parameter in self.backbone.parameters():
+            parameter.requires_grad_(False)
+        self.student = student
+        for name, value in zip(("fine_mean", "fine_std", "coarse_mean", "coarse_std"), stats):
+            self.register_buffer(name, value.clone())
+        self.centre, self.spread = float(centre), float(spread)
+
+    def train(self, mode: bool = True) -> DistillationModel:
+        super().train(mode)
+        self.backbone.eval()  # batch-norm statistics stay ImageNet's
+        return self
+
+    def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self.backbone.stage_features(x, FEATURE_STAGES[-1])
+        return maps[FEATURE_STAGES[0]], maps[FEATURE_STAGES[1]]
+
+    def guess(self, fine: torch.Tensor) -> torch.Tensor:
+        """The student's guess at the standardised stage 4 map, from the raw stage 2 map."""
+        return self.student((fine - self.fine_mean) / self.fine_std)
+
+    def target(self, coarse: torch.Tensor) -> torch.Tensor:
+        return (coarse - self.coarse_mean) / self.coarse_std
+
+    def patch_anomaly(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """Raw stage 2 and stage 4 maps -> (N, h, w) anomaly, 0 (the guess points the same way) .. 2."""
+        return 1.0 - F.cosine_similarity(self.guess(fine), self.target(coarse), dim=1)
+
+    def normalise(self, anomaly: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((anomaly - self.centre) / self.spread)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        anomaly = self.patch_anomaly(*self.stages(x))
+        return _two_class(self.normalise(image_anomaly(anomaly))), self.normalise(anomaly)
+
+
+def image_anomaly(anomaly: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) patch anomaly -> (N,) image anomaly: the mean of its worst ``TOP_SHARE`` of patches (at
+    least one). A mean of a few rather than the single worst: one patch's guess can miss on a good part."""
+    flat = anomaly.flatten(1)
+    patches = int(flat.shape[1])  # a constant in the exported graph (its input size is fixed)
+    return flat.topk(max(1, round(patches * TOP_SHARE)), dim=1).values.mean(dim=1)
 
 
 class PatchHead(nn.Module):
