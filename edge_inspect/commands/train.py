@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--input-height-px", type=_positive_int, default=0, help="pretrained models: input height")
     parser.add_argument(
         "--epochs", type=_positive_int, default=None,
-        help="most epochs (default 30; parts-cnn 40); a good-only student trains exactly this many",
+        help="most epochs (default 30; parts-cnn 40); a good-only student trains this many (fewer for many "
+        "goods: at most 2,000 batches)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for split, augmentation and weights")
     parser.add_argument("--input-size-px", type=_positive_int, default=128, help="square network input side")

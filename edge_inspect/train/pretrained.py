@@ -81,7 +81,7 @@ class PatchOptions:
     good_only_method: str = "distill"  # GOOD_ONLY_METHODS
     bank_size: int = 2048
     max_false_reject_rate: float = 0.01
-    epochs: int = 30  # supervised: at most (early stopping); distillation: exactly
+    epochs: int = 30  # supervised: at most (early stopping); distillation: this many (fewer: student_epochs)
     patience: int = 8
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -145,29 +145,39 @@ def patch_metadata(options: PatchOptions, width_px: int, height_px: int) -> Mode
     )
 
 
-def extract(
-    features: PatchFeatures, images: np.ndarray, meta: ModelMetadata, progress: Progress, flip: bool = False
-) -> torch.Tensor:
-    """Patch features of every image (float16, N x 152 x h x w), with a progress bar.
+def _extract_each(
+    network: torch.nn.Module, run: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], images: np.ndarray,
+    meta: ModelMetadata, progress: Progress, label: str,
+) -> list[torch.Tensor]:
+    """``run`` on every image's input, a batch at a time with a progress bar; each of its outputs stored
+    float16 and concatenated over the images.
 
-    The backbone runs channels-last (NHWC) while extracting: PyTorch's CPU depthwise and 1 x 1 convolutions
-    are about twice as fast that way; the module is put back to the default layout for export.
+    ``network`` runs channels-last (NHWC) meanwhile: PyTorch's CPU depthwise and 1 x 1 convolutions are about
+    twice as fast that way; the module is put back to the default layout for export.
     """
-    bar = ProgressBar("backbone features" + (" (flipped)" if flip else ""), len(images), progress)
-    parts = []
-    features.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    bar = ProgressBar(label, len(images), progress)
+    parts: list[list[torch.Tensor]] = []
+    network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     try:
         with torch.no_grad():
             for start in range(0, len(images), FEATURE_BATCH):
                 batch = torch.from_numpy(to_tensor(list(images[start : start + FEATURE_BATCH]), meta))
-                batch = batch.contiguous(memory_format=torch.channels_last)
-                if flip:
-                    batch = batch.flip(3)
-                parts.append(features(batch).half().contiguous())
+                outputs = run(batch.contiguous(memory_format=torch.channels_last))
+                parts.append([output.half().contiguous() for output in outputs])
                 bar.update(start + len(batch))
     finally:
-        features.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    return torch.cat(parts)
+        network.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return [torch.cat(column) for column in zip(*parts)]
+
+
+def extract(
+    features: PatchFeatures, images: np.ndarray, meta: ModelMetadata, progress: Progress, flip: bool = False
+) -> torch.Tensor:
+    """Patch features of every image (float16, N x 152 x h x w), with a progress bar."""
+    label = "backbone features" + (" (flipped)" if flip else "")
+    (feats,) = _extract_each(features, lambda batch: (features(batch.flip(3) if flip else batch),), images, meta,
+                             progress, label)
+    return feats
 
 
 def calibration_folds(data: DataSet, options: PatchOptions, most: int | None = None) -> list[np.ndarray]:
@@ -293,21 +303,14 @@ def _train_bank(options: PatchOptions, progress: Progress) -> PatchResult:
 def extract_stages(
     backbone: EfficientNetLite0, images: np.ndarray, meta: ModelMetadata, progress: Progress
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The raw stage 2 and stage 4 maps of every image (float16), channels-last while running, as ``extract``."""
-    bar = ProgressBar("backbone features", len(images), progress)
-    fine, coarse = [], []
-    backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), FEATURE_BATCH):
-                batch = torch.from_numpy(to_tensor(list(images[start : start + FEATURE_BATCH]), meta))
-                maps = backbone.stage_features(batch.contiguous(memory_format=torch.channels_last), FEATURE_STAGES[-1])
-                fine.append(maps[FEATURE_STAGES[0]].half().contiguous())
-                coarse.append(maps[FEATURE_STAGES[1]].half().contiguous())
-                bar.update(start + len(batch))
-    finally:
-        backbone.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    return torch.cat(fine), torch.cat(coarse)
+    """The raw stage 2 and stage 4 maps of every image (float16), with a progress bar."""
+
+    def stage_maps(batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps = backbone.stage_features(batch, FEATURE_STAGES[-1])
+        return tuple(maps[stage] for stage in FEATURE_STAGES)
+
+    fine, coarse = _extract_each(backbone, stage_maps, images, meta, progress, "backbone features")
+    return fine, coarse
 
 
 def _channel_stats(maps: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
